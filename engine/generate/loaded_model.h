@@ -1,0 +1,49 @@
+#ifndef CLAA_ENGINE_GENERATE_LOADED_MODEL_H_
+#define CLAA_ENGINE_GENERATE_LOADED_MODEL_H_
+
+// A model ready to serve: config, tokenizer and a tensor-parallel runner with its KV cache.
+// Shared by claa-server, claa-cli and the benchmarks so all of them load models the same way.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model/config.h"
+#include "engine/runtime/model_runner.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace claa {
+
+struct ModelLoadOptions {
+  // Hugging Face model directory (config.json, *.safetensors, tokenizer.json). Empty: the
+  // built-in demo model (engine/model/builtin_model.h).
+  std::string model_dir;
+  int tp_size = 1;
+  // KV cache size in bytes over all ranks; it sets the number of paged blocks.
+  int64_t kv_cache_bytes = int64_t{512} << 20;
+  int block_size = 16;
+};
+
+struct LoadedModel {
+  std::string name;  // directory name, or kBuiltinModelName
+  bool builtin = false;
+  ModelConfig config;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<ModelRunner> runner;
+  std::vector<int32_t> eos_token_ids;  // config.json and generation_config.json, merged
+  std::optional<int32_t> bos_token_id;
+  int num_kv_blocks = 0;
+  // min(max_position_embeddings, tokens the KV cache holds): prompt + output must fit.
+  int max_context_length = 0;
+};
+
+// Bytes one token's K and V take over all layers and ranks (fp32).
+int64_t KvBytesPerToken(const ModelConfig& config);
+
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const ModelLoadOptions& options);
+
+}  // namespace claa
+
+#endif  // CLAA_ENGINE_GENERATE_LOADED_MODEL_H_

@@ -1,0 +1,95 @@
+#ifndef CLAA_ENGINE_GENERATE_SEQUENCE_H_
+#define CLAA_ENGINE_GENERATE_SEQUENCE_H_
+
+// One request's generation state, independent of how it is scheduled: its KV blocks, sampler,
+// stop conditions and streaming text. The scheduler and the synchronous Generate() both drive
+// it: feed PendingTokens() to the model, then hand the logits to OnLogits().
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/runtime/kv_cache.h"
+#include "engine/sampling/sampler.h"
+#include "engine/sampling/sampling_params.h"
+#include "engine/sampling/stop_conditions.h"
+#include "engine/sampling/stop_matcher.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace claa {
+
+struct GenerationRequest {
+  std::string request_id;
+  std::vector<int32_t> prompt_ids;
+  SamplingParams sampling;
+  int max_tokens = 16;
+  std::vector<std::string> stop_strings;
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  bool skip_special_tokens = true;
+};
+
+// What one generated token produced.
+struct TokenOutput {
+  int32_t token = -1;
+  // Text completed by this token (may be empty: held-back bytes or stop-string prefix).
+  std::string text;
+  FinishReason finish = FinishReason::kNone;
+  std::string stop_reason;  // matched stop string or stop token id, for kStop
+};
+
+// Checks a request against the model: prompt non-empty, ids in range, prompt + max_tokens
+// within the context, sampling and stop conditions valid. Messages name the offending field.
+absl::Status ValidateGenerationRequest(const GenerationRequest& request, int vocab_size,
+                                       int max_context_length);
+
+class GenerationSequence {
+ public:
+  // `tokenizer` must outlive the sequence. default_seed is used when the request has none.
+  GenerationSequence(GenerationRequest request, const Tokenizer* tokenizer,
+                     std::vector<int32_t> eos_token_ids, int max_context_length,
+                     uint64_t default_seed);
+
+  const GenerationRequest& request() const { return request_; }
+  SequenceKv* kv() { return &kv_; }
+  // Tokens the model has not seen yet: the prompt first, then the last sampled token.
+  absl::Span<const int32_t> PendingTokens() const;
+  // Position of PendingTokens()[0].
+  int start_pos() const { return fed_; }
+  // Total tokens (prompt + generated) the KV cache must hold after the next forward.
+  int TotalAfterForward() const { return static_cast<int>(all_tokens_.size()); }
+  // Marks PendingTokens() as fed to the model.
+  void MarkFed() { fed_ = static_cast<int>(all_tokens_.size()); }
+
+  // Samples from the logits of the last fed token, appends the token and applies the stop
+  // conditions. Must not be called once finished().
+  absl::StatusOr<TokenOutput> OnLogits(absl::Span<const float> logits);
+  // Ends the sequence early (abort): returns the text still held back.
+  std::string Finish(FinishReason reason);
+
+  bool finished() const { return finish_ != FinishReason::kNone; }
+  FinishReason finish_reason() const { return finish_; }
+  int num_prompt_tokens() const { return static_cast<int>(request_.prompt_ids.size()); }
+  const std::vector<int32_t>& generated() const { return generated_; }
+
+ private:
+  std::string FlushText();
+
+  GenerationRequest request_;
+  std::vector<int32_t> eos_token_ids_;
+  int max_context_length_;
+  Sampler sampler_;
+  StopStringMatcher stop_matcher_;
+  StreamingDecoder decoder_;
+  SequenceKv kv_;
+  std::vector<int32_t> all_tokens_;  // prompt followed by generated tokens
+  std::vector<int32_t> generated_;
+  int fed_ = 0;
+  FinishReason finish_ = FinishReason::kNone;
+};
+
+}  // namespace claa
+
+#endif  // CLAA_ENGINE_GENERATE_SEQUENCE_H_
