@@ -37,7 +37,7 @@ absl::StatusOr<GenerationResult> Generate(LoadedModel& model, GenerationRequest 
                                                  model.max_context_length));
   const uint64_t seed = request.sampling.seed.value_or(0);
   GenerationSequence seq(std::move(request), model.tokenizer.get(), model.eos_token_ids,
-                         model.max_context_length, seed);
+                         model.max_context_length, model.config.num_layers, seed);
   GenerationResult result;
   absl::Status status = RunToCompletion(model, seq, result, on_token);
   ReleaseSequence(model.runner->block_manager(), seq.kv());

@@ -46,13 +46,15 @@ absl::Status ValidateGenerationRequest(const GenerationRequest& request, int voc
 
 GenerationSequence::GenerationSequence(GenerationRequest request, const Tokenizer* tokenizer,
                                        std::vector<int32_t> eos_token_ids,
-                                       int max_context_length, uint64_t default_seed)
+                                       int max_context_length, int num_layers,
+                                       uint64_t default_seed)
     : request_(std::move(request)),
       eos_token_ids_(std::move(eos_token_ids)),
       max_context_length_(max_context_length),
       sampler_(request_.sampling, default_seed),
       stop_matcher_(request_.stop_strings),
       decoder_(*tokenizer, request_.skip_special_tokens),
+      kv_(num_layers),
       all_tokens_(request_.prompt_ids) {}
 
 absl::Span<const int32_t> GenerationSequence::PendingTokens() const {

@@ -50,7 +50,7 @@ class GenerationSequence {
   // `tokenizer` must outlive the sequence. default_seed is used when the request has none.
   GenerationSequence(GenerationRequest request, const Tokenizer* tokenizer,
                      std::vector<int32_t> eos_token_ids, int max_context_length,
-                     uint64_t default_seed);
+                     int num_layers, uint64_t default_seed);
 
   const GenerationRequest& request() const { return request_; }
   SequenceKv* kv() { return &kv_; }
@@ -62,6 +62,12 @@ class GenerationSequence {
   int TotalAfterForward() const { return static_cast<int>(all_tokens_.size()); }
   // Marks PendingTokens() as fed to the model.
   void MarkFed() { fed_ = static_cast<int>(all_tokens_.size()); }
+  // Preemption by recompute: the caller has released kv()'s blocks; the next forward re-feeds
+  // the prompt and every generated token, so no output is lost or repeated.
+  void ResetForRecompute() {
+    kv_ = SequenceKv(static_cast<int>(kv_.layer_lengths.size()));
+    fed_ = 0;
+  }
 
   // Samples from the logits of the last fed token, appends the token and applies the stop
   // conditions. Must not be called once finished().

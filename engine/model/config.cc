@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "engine/util/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -24,7 +25,7 @@ class ConfigReader {
  public:
   ConfigReader(const json& root, std::string source) : root_(root), source_(std::move(source)) {}
 
-  absl::Status Error(std::string_view field, std::string_view what) const {
+  absl::Status Error(absl::string_view field, absl::string_view what) const {
     return absl::InvalidArgumentError(absl::StrCat(source_, ": field '", field, "' ", what));
   }
 
@@ -47,7 +48,7 @@ class ConfigReader {
 
   // Required integer field in [1, INT_MAX].
   absl::StatusOr<int> PositiveInt(const json& obj, const std::string& key,
-                                  std::string_view display) const {
+                                  absl::string_view display) const {
     if (!Has(obj, key)) return Error(display, "is missing");
     std::optional<int64_t> x = Int(obj.at(key));
     if (!x) return Error(display, "must be an integer");
@@ -57,7 +58,7 @@ class ConfigReader {
   }
 
   // A token id: integer in [0, INT_MAX].
-  absl::StatusOr<int> TokenId(const json& v, std::string_view display) const {
+  absl::StatusOr<int> TokenId(const json& v, absl::string_view display) const {
     std::optional<int64_t> x = Int(v);
     if (!x) return Error(display, "must be an integer, a list of integers or null");
     if (*x < 0 || *x > std::numeric_limits<int>::max()) {
@@ -67,7 +68,7 @@ class ConfigReader {
   }
 
   absl::StatusOr<double> PositiveNumber(const json& obj, const std::string& key,
-                                        std::string_view display) const {
+                                        absl::string_view display) const {
     if (!Has(obj, key)) return Error(display, "is missing");
     const json& v = obj.at(key);
     if (!v.is_number()) return Error(display, "must be a number");
@@ -287,6 +288,10 @@ absl::StatusOr<ModelConfig> ParseWithSource(std::string_view json_text, const st
     // Qwen2 hard-codes bias on q/k/v and none on o_proj, whatever the config says.
     c.qkv_bias = true;
     c.o_bias = false;
+    // Sliding-window layers would need a different attention mask; full attention is not an
+    // approximation of them, so refuse instead of serving subtly wrong logits.
+    CLAA_ASSIGN_OR_RETURN(bool swa, r.Bool(root, "use_sliding_window", false));
+    if (swa) return r.Error("use_sliding_window", "true is not supported");
   } else if (c.architecture == std::string("LlamaForCausalLM")) {
     CLAA_ASSIGN_OR_RETURN(bool bias, r.Bool(root, "attention_bias", false));
     c.qkv_bias = bias;

@@ -32,6 +32,9 @@ namespace {
 
 using json = nlohmann::json;
 
+// This Abseil build's absl::string_view is not std::string_view, so StrCat needs a conversion.
+absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
 // A header this large is certainly corrupt (real ones are a few hundred KB at most); the
 // limit keeps a garbage length from making us parse gigabytes of tensor data as JSON.
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
@@ -175,7 +178,7 @@ absl::StatusOr<SafetensorsArchive::TensorMap> SafetensorsArchive::MapFile(
   CLAA_ASSIGN_OR_RETURN(std::unique_ptr<Mapping> mapping, Mapping::Open(path));
   const uint8_t* base = mapping->data();
   const uint64_t size = mapping->size();
-  auto bad = [&](std::string_view what) {
+  auto bad = [&](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": ", what));
   };
 
@@ -206,8 +209,8 @@ absl::StatusOr<SafetensorsArchive::TensorMap> SafetensorsArchive::MapFile(
   std::vector<const std::string*> range_names;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
-    auto bad_tensor = [&](std::string_view what) {
-      return bad(absl::StrCat("tensor '", name, "': ", what));
+    auto bad_tensor = [&](absl::string_view what) {
+      return bad(absl::StrCat("tensor '", Av(name), "': ", what));
     };
     if (!entry.is_object()) return bad_tensor("entry is not an object");
 
@@ -371,11 +374,11 @@ absl::StatusOr<const TensorInfo*> SafetensorsArchive::Lookup(
     std::string_view name, absl::Span<const int64_t> expected_shape) const {
   const TensorInfo* t = Find(name);
   if (t == nullptr) {
-    return absl::NotFoundError(absl::StrCat("tensor '", name, "' not found in ", source_));
+    return absl::NotFoundError(absl::StrCat("tensor '", Av(name), "' not found in ", source_));
   }
   if (absl::Span<const int64_t>(t->shape) != expected_shape) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "tensor '", name, "' in ", t->file, ": expected shape ", ShapeString(expected_shape),
+        "tensor '", Av(name), "' in ", t->file, ": expected shape ", ShapeString(expected_shape),
         ", got ", ShapeString(t->shape)));
   }
   return t;
@@ -398,11 +401,11 @@ absl::Status SafetensorsArchive::ReadF32Rows(std::string_view name,
   CLAA_ASSIGN_OR_RETURN(const TensorInfo* t, Lookup(name, expected_shape));
   if (t->shape.size() != 1 && t->shape.size() != 2) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tensor '", name, "': row slices need a 1-D or 2-D tensor, got shape ",
+        absl::StrCat("tensor '", Av(name), "': row slices need a 1-D or 2-D tensor, got shape ",
                      ShapeString(t->shape)));
   }
   if (row_begin < 0 || row_end < row_begin || row_end > t->shape[0]) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': rows [", row_begin, ", ",
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", Av(name), "': rows [", row_begin, ", ",
                                                    row_end, ") out of range for shape ",
                                                    ShapeString(t->shape)));
   }
@@ -422,11 +425,11 @@ absl::Status SafetensorsArchive::ReadF32Cols(std::string_view name,
   CLAA_ASSIGN_OR_RETURN(const TensorInfo* t, Lookup(name, expected_shape));
   if (t->shape.size() != 2) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tensor '", name, "': column slices need a 2-D tensor, got shape ",
+        absl::StrCat("tensor '", Av(name), "': column slices need a 2-D tensor, got shape ",
                      ShapeString(t->shape)));
   }
   if (col_begin < 0 || col_end < col_begin || col_end > t->shape[1]) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': columns [", col_begin,
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", Av(name), "': columns [", col_begin,
                                                    ", ", col_end, ") out of range for shape ",
                                                    ShapeString(t->shape)));
   }

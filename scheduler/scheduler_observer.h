@@ -1,0 +1,28 @@
+#ifndef CLAA_SCHEDULER_SCHEDULER_OBSERVER_H_
+#define CLAA_SCHEDULER_SCHEDULER_OBSERVER_H_
+
+// Hooks through which the scheduler reports what metrics need, so the scheduler itself does not
+// depend on the metrics library. Called on the scheduler's worker thread (OnRejected on the
+// caller's) and must not block.
+#include "engine/sampling/stop_conditions.h"
+#include "scheduler/request_stream.h"
+
+namespace claa {
+
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  virtual void OnScheduled(double queue_seconds) {}
+  virtual void OnPrefillDone(double prefill_seconds) {}
+  virtual void OnFirstToken(double ttft_seconds) {}
+  virtual void OnToken(double inter_token_seconds) {}
+  virtual void OnFinished(FinishReason reason, const RequestUsage& usage,
+                          const RequestTiming& timing) {}
+  virtual void OnFailed(absl::StatusCode code) {}
+  virtual void OnPreempted() {}
+  virtual void OnQueueState(int running, int waiting, double kv_usage) {}
+};
+
+}  // namespace claa
+
+#endif  // CLAA_SCHEDULER_SCHEDULER_OBSERVER_H_

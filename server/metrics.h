@@ -1,0 +1,65 @@
+#ifndef CLAA_SERVER_METRICS_H_
+#define CLAA_SERVER_METRICS_H_
+
+// Prometheus metrics of the serving path, named as vLLM's (DESIGN.md §4) under a claa_ prefix so
+// existing TTFT dashboards carry over. Exposed over HTTP by prometheus-cpp's Exposer.
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "scheduler/scheduler_observer.h"
+
+namespace claa {
+
+class ServerMetrics : public SchedulerObserver {
+ public:
+  explicit ServerMetrics(const std::string& model_name);
+
+  // Serves /metrics on host:port (port 0 picks a free one). Returns the bound port.
+  absl::StatusOr<int> StartExposer(const std::string& host, int port);
+
+  // SchedulerObserver
+  void OnScheduled(double queue_seconds) override;
+  void OnPrefillDone(double prefill_seconds) override;
+  void OnFirstToken(double ttft_seconds) override;
+  void OnToken(double inter_token_seconds) override;
+  void OnFinished(FinishReason reason, const RequestUsage& usage,
+                  const RequestTiming& timing) override;
+  void OnFailed(absl::StatusCode code) override;
+  void OnPreempted() override;
+  void OnQueueState(int running, int waiting, double kv_usage) override;
+
+  // Requests refused before scheduling (bad input, full queue), by gRPC status code.
+  void OnRejected(absl::StatusCode code);
+
+  std::shared_ptr<prometheus::Registry> registry() { return registry_; }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::string model_name_;
+  prometheus::Histogram* ttft_;
+  prometheus::Histogram* itl_;
+  prometheus::Histogram* e2e_;
+  prometheus::Histogram* queue_;
+  prometheus::Histogram* prefill_;
+  prometheus::Counter* prompt_tokens_;
+  prometheus::Counter* generation_tokens_;
+  prometheus::Counter* preemptions_;
+  prometheus::Family<prometheus::Counter>* success_;
+  prometheus::Family<prometheus::Counter>* failure_;
+  prometheus::Gauge* running_;
+  prometheus::Gauge* waiting_;
+  prometheus::Gauge* kv_usage_;
+};
+
+}  // namespace claa
+
+#endif  // CLAA_SERVER_METRICS_H_

@@ -1,0 +1,122 @@
+#include "server/request_convert.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "engine/util/status_macros.h"
+
+namespace claa {
+namespace {
+
+absl::Status Invalid(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+bool IsPrintableAscii(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::Status ValidatePruningOptions(const v1::PruningOptions& p, int num_layers) {
+  if (!v1::PruningOptions::Method_IsValid(p.method())) {
+    return Invalid("pruning.method", absl::StrCat("unknown method ", p.method()));
+  }
+  if (p.has_keep_ratio() && !(p.keep_ratio() > 0.0f && p.keep_ratio() <= 1.0f)) {
+    return Invalid("pruning.keep_ratio", absl::StrCat("must be in (0, 1], got ", p.keep_ratio()));
+  }
+  if (p.has_pruning_layer() && (p.pruning_layer() < 0 || p.pruning_layer() >= num_layers)) {
+    return Invalid("pruning.pruning_layer",
+                   absl::StrCat("must be in [0, ", num_layers, "), got ", p.pruning_layer()));
+  }
+  if (p.has_window() && (p.window() < 1 || p.window() > 1024)) {
+    return Invalid("pruning.window", absl::StrCat("must be in [1, 1024], got ", p.window()));
+  }
+  if (p.has_aggregation_layers() &&
+      (p.aggregation_layers() < 1 || p.aggregation_layers() > num_layers)) {
+    return Invalid("pruning.aggregation_layers",
+                   absl::StrCat("must be in [1, ", num_layers, "], got ", p.aggregation_layers()));
+  }
+  if (p.has_min_layer() && (p.min_layer() < 0 || p.min_layer() >= num_layers)) {
+    return Invalid("pruning.min_layer",
+                   absl::StrCat("must be in [0, ", num_layers, "), got ", p.min_layer()));
+  }
+  if (p.has_pooling_kernel() &&
+      (p.pooling_kernel() < 1 || p.pooling_kernel() % 2 == 0 || p.pooling_kernel() > 255)) {
+    return Invalid("pruning.pooling_kernel",
+                   absl::StrCat("must be odd and in [1, 255], got ", p.pooling_kernel()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<GenerationRequest> ConvertGenerateRequest(const v1::GenerateRequest& request,
+                                                         const Tokenizer& tokenizer,
+                                                         const std::string& generated_id) {
+  GenerationRequest out;
+  if (request.request_id().size() > kMaxRequestIdBytes) {
+    return Invalid("request_id", absl::StrCat("longer than ", kMaxRequestIdBytes, " bytes"));
+  }
+  if (!IsPrintableAscii(request.request_id())) {
+    return Invalid("request_id", "must be printable ASCII");
+  }
+  out.request_id = request.request_id().empty() ? generated_id : request.request_id();
+
+  switch (request.prompt_case()) {
+    case v1::GenerateRequest::kText: {
+      if (request.text().size() > kMaxPromptTextBytes) {
+        return Invalid("prompt.text", absl::StrCat(request.text().size(), " bytes exceed the ",
+                                                   kMaxPromptTextBytes, "-byte limit"));
+      }
+      if (request.text().empty()) return Invalid("prompt.text", "must not be empty");
+      const bool add_special = !request.has_add_special_tokens() || request.add_special_tokens();
+      absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(request.text(), add_special);
+      if (!ids.ok()) return Invalid("prompt.text", std::string(ids.status().message()));
+      out.prompt_ids = *std::move(ids);
+      break;
+    }
+    case v1::GenerateRequest::kTokenIds:
+      if (request.token_ids().ids().empty()) {
+        return Invalid("prompt.token_ids", "must not be empty");
+      }
+      out.prompt_ids.assign(request.token_ids().ids().begin(), request.token_ids().ids().end());
+      break;
+    case v1::GenerateRequest::PROMPT_NOT_SET:
+      return Invalid("prompt", "set either text or token_ids");
+  }
+
+  const v1::SamplingParams& s = request.sampling();
+  if (s.has_temperature()) out.sampling.temperature = s.temperature();
+  if (s.has_top_p()) out.sampling.top_p = s.top_p();
+  if (s.has_top_k()) out.sampling.top_k = s.top_k();
+  if (s.has_seed()) out.sampling.seed = s.seed();
+  if (s.has_max_tokens()) {
+    if (s.max_tokens() == 0 || s.max_tokens() > (1u << 30)) {
+      return Invalid("sampling.max_tokens",
+                     absl::StrCat("must be >= 1 and fit the context, got ", s.max_tokens()));
+    }
+    out.max_tokens = static_cast<int>(s.max_tokens());
+  } else {
+    out.max_tokens = kDefaultMaxTokens;
+  }
+  out.stop_strings.assign(s.stop().begin(), s.stop().end());
+  out.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
+  out.ignore_eos = s.ignore_eos();
+  out.skip_special_tokens = !request.has_skip_special_tokens() || request.skip_special_tokens();
+  return out;
+}
+
+v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return v1::STOP;
+    case FinishReason::kLength: return v1::LENGTH;
+    case FinishReason::kEos: return v1::EOS;
+    case FinishReason::kAbort: return v1::ABORT;
+    case FinishReason::kNone: break;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+}  // namespace claa

@@ -1,0 +1,32 @@
+#ifndef CLAA_SERVER_REQUEST_CONVERT_H_
+#define CLAA_SERVER_REQUEST_CONVERT_H_
+
+// Turns a public GenerateRequest into the engine's GenerationRequest: defaults, tokenization and
+// every check whose failure is the client's fault (InvalidArgument naming the field). Checks
+// that need the model's limits (context length, vocabulary) run again in the scheduler.
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "claa/v1/claa.pb.h"
+#include "engine/generate/sequence.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace claa {
+
+inline constexpr int kDefaultMaxTokens = 16;
+inline constexpr size_t kMaxRequestIdBytes = 256;
+inline constexpr size_t kMaxPromptTextBytes = 4 << 20;
+
+// request_id defaults to generated_id when empty.
+absl::StatusOr<GenerationRequest> ConvertGenerateRequest(const v1::GenerateRequest& request,
+                                                         const Tokenizer& tokenizer,
+                                                         const std::string& generated_id);
+
+// Range checks of the pruning options (applied by the CLAA issue; accepted now).
+absl::Status ValidatePruningOptions(const v1::PruningOptions& pruning, int num_layers);
+
+v1::FinishReason ToProto(FinishReason reason);
+
+}  // namespace claa
+
+#endif  // CLAA_SERVER_REQUEST_CONVERT_H_

@@ -1,0 +1,89 @@
+#ifndef CLAA_TESTS_INTEGRATION_SERVER_FIXTURE_H_
+#define CLAA_TESTS_INTEGRATION_SERVER_FIXTURE_H_
+
+// Runs a real claa-server on free loopback ports and connects a gRPC channel to it.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "claa/v1/claa.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "tests/integration/child_process.h"
+
+namespace claa::testing {
+
+class RunningServer {
+ public:
+  // Starts claa-server with --port=0 --metrics_port=0 plus `extra_args`; false on failure.
+  bool Start(const std::vector<std::string>& extra_args) {
+    std::vector<std::string> argv = {CLAA_SERVER_BINARY, "--port=0", "--metrics_port=0"};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    if (!process_.Start(argv)) return false;
+    auto metrics = process_.WaitForLine("metrics on http://");
+    auto listening = process_.WaitForLine("listening on ");
+    if (!metrics || !listening) return false;
+    // "... metrics on http://127.0.0.1:PORT/metrics"
+    const std::string m = metrics->substr(metrics->rfind(':') + 1);
+    metrics_port_ = std::stoi(m.substr(0, m.find('/')));
+    address_ = listening->substr(listening->find("listening on ") + 13);
+    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    stub_ = v1::Generation::NewStub(channel_);
+    return channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  }
+
+  v1::Generation::Stub& stub() { return *stub_; }
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
+  ChildProcess& process() { return process_; }
+
+  // GET /metrics over a plain socket (the exposition format is text).
+  std::string FetchMetrics() const {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(metrics_port_));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    std::string body;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      const std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+      if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+        char buf[4096];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof(buf))) > 0) body.append(buf, static_cast<size_t>(n));
+      }
+    }
+    close(fd);
+    return body;
+  }
+
+  // Value of the first sample line starting with `prefix` (name plus labels), or nullopt.
+  std::optional<double> MetricValue(const std::string& prefix) const {
+    const std::string text = FetchMetrics();
+    size_t pos = 0;
+    while ((pos = text.find(prefix, pos)) != std::string::npos) {
+      if (pos == 0 || text[pos - 1] == '\n') {
+        const size_t eol = text.find('\n', pos);
+        const std::string line = text.substr(pos, eol - pos);
+        return std::stod(line.substr(line.rfind(' ') + 1));
+      }
+      pos += prefix.size();
+    }
+    return std::nullopt;
+  }
+
+ private:
+  ChildProcess process_;
+  std::string address_;
+  int metrics_port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Generation::Stub> stub_;
+};
+
+}  // namespace claa::testing
+
+#endif  // CLAA_TESTS_INTEGRATION_SERVER_FIXTURE_H_
