@@ -10,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "server/flags_usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -167,6 +168,7 @@ int RunDetokenize() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  claa::ShowFlagsOfFileInHelp("server/cli_main.cc");
   absl::SetProgramUsageMessage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) return Fail(std::string("expected one command\n") + kUsage);

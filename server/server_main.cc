@@ -12,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "server/flags_usage.h"
 #include "absl/strings/str_cat.h"
 #include "engine/generate/loaded_model.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -50,6 +51,7 @@ int Fail(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  claa::ShowFlagsOfFileInHelp("server/server_main.cc");
   absl::SetProgramUsageMessage(
       "CLAA LLM serving server (gRPC claa.v1.Generation, grpc.health.v1, reflection).\n"
       "Usage: claa-server [--model DIR] [--host H] [--port P] [--metrics_port M] [--tp N]\n"

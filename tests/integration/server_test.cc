@@ -144,11 +144,8 @@ TEST_F(BuiltinServerTest, BadRequestsNameTheField) {
     std::vector<int32_t> long_prompt(5000, 65);
     cases.push_back({"prompt longer than context", GreedyIds(long_prompt, 1), "context"});
   }
-  {
-    v1::GenerateRequest r;
-    r.set_text(std::string("bad \xff\xfe utf8"));
-    cases.push_back({"invalid utf-8 text", r, "prompt.text"});
-  }
+  // Invalid UTF-8 text cannot be sent through a conforming proto3 client (serialization
+  // fails client-side); request_convert_test covers the server's check directly.
   for (const Case& c : cases) {
     StreamResult r = RunGenerate(server_->stub(), c.request);
     EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;
