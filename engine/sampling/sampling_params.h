@@ -10,10 +10,10 @@
 namespace claa {
 
 struct SamplingParams {
-  float temperature = 1.0f;      // 0 => greedy (argmax, ties -> lowest id).
-  int top_k = 0;                 // 0 or -1 => disabled.
-  float top_p = 1.0f;            // (0, 1]; 1 => disabled.
-  std::optional<uint64_t> seed;  // Absent => server-chosen seed.
+  float temperature = 1.0f;                     // 0 => greedy (argmax, ties -> lowest id).
+  int top_k = 0;                                // 0 or -1 => disabled.
+  float top_p = 1.0f;                           // (0, 1]; 1 => disabled.
+  std::optional<uint64_t> seed = std::nullopt;  // Absent => server-chosen seed.
 };
 
 // Upper bound on temperature: beyond this the distribution is uniform for any real logits,

@@ -32,8 +32,7 @@ absl::Status ValidateStopConditions(const StopConditions& c,
   }
   for (size_t i = 0; i < stop_strings.size(); ++i) {
     if (stop_strings[i].empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("sampling.stop[%d] must not be empty", i));
+      return absl::InvalidArgumentError(absl::StrFormat("sampling.stop[%d] must not be empty", i));
     }
     if (stop_strings[i].size() > static_cast<size_t>(kMaxStopStringBytes)) {
       return absl::InvalidArgumentError(

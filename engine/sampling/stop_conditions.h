@@ -13,9 +13,9 @@
 namespace claa {
 
 struct StopConditions {
-  int max_tokens = 16;                  // OpenAI / vLLM default when the request omits it.
-  std::vector<int32_t> stop_token_ids;  // From the request.
-  std::vector<int32_t> eos_token_ids;   // From the model/tokenizer config.
+  int max_tokens = 16;                       // OpenAI / vLLM default when the request omits it.
+  std::vector<int32_t> stop_token_ids = {};  // From the request.
+  std::vector<int32_t> eos_token_ids = {};   // From the model/tokenizer config.
   bool ignore_eos = false;
 };
 

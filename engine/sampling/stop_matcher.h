@@ -30,7 +30,7 @@ class StopStringMatcher {
   Result Push(std::string_view text_delta);
 
   // Releases the held-back text when generation ends for another reason (EOS, length, ...).
-  // Returns "" after a stop. Resets the match state, so the matcher can be reused.
+  // Returns "" after a stop (nothing after a stop string is ever emitted).
   std::string Flush();
 
   bool stopped() const { return stopped_; }
