@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <numbers>
 #include <thread>
 #include <vector>
 
@@ -77,21 +76,29 @@ uint64_t TensorKey(uint64_t seed, TensorKind kind, int layer) {
   return Mix64(Mix64(seed ^ 0x5DEECE66Dull) + kind * kGolden + Mix64(uint64_t(layer) + 7));
 }
 
-// Element i of the stream `key`: element pairs (2p, 2p+1) share one 64-bit hash and are the
-// cos/sin halves of one Box-Muller draw, so both are standard normal and independent.
+// Element i of the stream `key`: element pairs (2p, 2p+1) are the two outputs of one Marsaglia
+// polar draw seeded by hashing p, so both are standard normal and independent. A rejected point
+// (about 21% of draws) rehashes its own state, which keeps every pair a pure function of
+// (key, p): random access, and no trigonometry.
 void FillNormalRange(uint64_t key, uint64_t first, size_t count, float mean, float stddev,
                      float* out) {
-  constexpr double kTwoPi = 2.0 * std::numbers::pi;
-  for (size_t j = 0; j < count; ++j) {
-    const uint64_t i = first + j;
-    const uint64_t h = Mix64(key + (i >> 1) * kGolden);
-    // u1 in (0, 1] so log never sees 0; 24-bit mantissas are exact in float.
-    const float u1 = float((h >> 40) + 1) * (1.0f / 16777216.0f);
-    const float u2 = float(h & 0xFFFFFF) * (1.0f / 16777216.0f);
-    const float r = std::sqrt(-2.0f * std::log(u1));
-    const float angle = float(kTwoPi) * u2;
-    const float z = (i & 1) ? r * std::sin(angle) : r * std::cos(angle);
-    out[j] = mean + stddev * z;
+  constexpr float kScale = 1.0f / 8388608.0f;  // 2^-23: 24-bit integers -> [0, 2).
+  const uint64_t end = first + count;
+  for (uint64_t pair = first >> 1; 2 * pair < end; ++pair) {
+    uint64_t h = Mix64(key + pair * kGolden);
+    float x, y, r2;
+    while (true) {
+      // Signed 32-bit conversions: unsigned 64-bit to float is slow on x86.
+      x = float(int32_t(h >> 40)) * kScale - 1.0f;
+      y = float(int32_t(h & 0xFFFFFF)) * kScale - 1.0f;
+      r2 = x * x + y * y;
+      if (r2 < 1.0f && r2 > 0.0f) break;
+      h = Mix64(h + kGolden);
+    }
+    const float f = stddev * std::sqrt(-2.0f * std::log(r2) / r2);
+    const uint64_t even = 2 * pair;
+    if (even >= first) out[even - first] = mean + f * x;
+    if (even + 1 < end) out[even + 1 - first] = mean + f * y;
   }
 }
 

@@ -1,0 +1,194 @@
+#include "engine/runtime/llama_model.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_format.h"
+#include "engine/util/status_macros.h"
+
+namespace claa {
+
+LlamaModel::LlamaModel(const ModelWeights* weights, Communicator* comm, PagedKvCache* cache)
+    : weights_(weights), comm_(comm), cache_(cache), rope_(weights->config) {}
+
+absl::Status LlamaModel::ValidateBatch(absl::Span<const ForwardItem> batch) const {
+  const ModelConfig& c = config();
+  absl::flat_hash_set<const SequenceKv*> seen;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const ForwardItem& item = batch[i];
+    if (item.kv == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat("batch item %d: null kv", i));
+    }
+    if (!seen.insert(item.kv).second) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("batch item %d: the same sequence appears twice in one batch", i));
+    }
+    if (int(item.kv->layer_lengths.size()) != c.num_layers) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("batch item %d: kv has %d layer lengths, model has %d layers", i,
+                          item.kv->layer_lengths.size(), c.num_layers));
+    }
+    const int n = int(item.tokens.size());
+    if (n == 0) {
+      return absl::InvalidArgumentError(absl::StrFormat("batch item %d: no tokens", i));
+    }
+    for (int j = 0; j < n; ++j) {
+      if (item.tokens[j] < 0 || item.tokens[j] >= c.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "batch item %d: token id %d at index %d outside vocabulary [0, %d)", i,
+            item.tokens[j], j, c.vocab_size));
+      }
+    }
+    if (item.start_pos != item.kv->num_positions) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "batch item %d: start_pos %d but the sequence has run %d tokens", i, item.start_pos,
+          item.kv->num_positions));
+    }
+    if (c.max_position_embeddings > 0 && item.start_pos + n > c.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "batch item %d: positions up to %d exceed max_position_embeddings %d", i,
+          item.start_pos + n - 1, c.max_position_embeddings));
+    }
+    const int64_t need = int64_t(item.kv->max_layer_length()) + n;
+    if (item.kv->capacity(cache_->block_size()) < need) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "batch item %d: %d KV slots needed but only %d reserved (call ReserveTokens)", i, need,
+          item.kv->capacity(cache_->block_size())));
+    }
+    for (int b : item.kv->blocks) {
+      if (b < 0 || b >= cache_->num_blocks()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "batch item %d: block id %d outside the cache's %d blocks", i, b,
+            cache_->num_blocks()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::AllReduce(std::vector<float>& buf, size_t count) {
+  if (comm_ == nullptr || comm_->size() == 1) return absl::OkStatus();
+  return comm_->AllReduceSum(buf.data(), count);
+}
+
+absl::Status LlamaModel::Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
+                                 bool all_logits) {
+  CLAA_RETURN_IF_ERROR(ValidateBatch(batch));
+  const ModelConfig& c = config();
+  const ModelWeights& w = *weights_;
+  const int num_items = int(batch.size());
+  const int layers = c.num_layers;
+  const int hidden = c.hidden_size;
+  const int d = c.head_dim;
+  const int q_dim = w.local_heads * d;
+  const int kv_dim = w.local_kv_heads * d;
+  const int ffn = w.local_ffn;
+  const float eps = float(c.rms_norm_eps);
+
+  // Snapshot what the batch needs from the shared SequenceKv (see the header on TP).
+  item_offset_.resize(num_items + 1);
+  past_lengths_.resize(size_t(num_items) * layers);
+  int total = 0;
+  for (int i = 0; i < num_items; ++i) {
+    item_offset_[i] = total;
+    total += int(batch[i].tokens.size());
+    std::copy(batch[i].kv->layer_lengths.begin(), batch[i].kv->layer_lengths.end(),
+              past_lengths_.begin() + size_t(i) * layers);
+  }
+  item_offset_[num_items] = total;
+  if (total == 0) {
+    if (logits != nullptr) logits->clear();
+    return absl::OkStatus();
+  }
+
+  positions_.resize(total);
+  hidden_.resize(size_t(total) * hidden);
+  normed_.resize(size_t(total) * hidden);
+  proj_.resize(size_t(total) * hidden);
+  q_.resize(size_t(total) * q_dim);
+  attn_.resize(size_t(total) * q_dim);
+  k_.resize(size_t(total) * kv_dim);
+  v_.resize(size_t(total) * kv_dim);
+  gate_.resize(size_t(total) * ffn);
+  up_.resize(size_t(total) * ffn);
+
+  for (int i = 0; i < num_items; ++i) {
+    const ForwardItem& item = batch[i];
+    for (size_t j = 0; j < item.tokens.size(); ++j) {
+      const int row = item_offset_[i] + int(j);
+      positions_[row] = item.start_pos + int(j);
+      std::memcpy(&hidden_[size_t(row) * hidden],
+                  &w.embed_tokens[size_t(item.tokens[j]) * hidden], hidden * sizeof(float));
+    }
+  }
+
+  const size_t hidden_count = size_t(total) * hidden;
+  for (int l = 0; l < layers; ++l) {
+    const LayerWeights& lw = w.layers[l];
+
+    // --- Self-attention: column-parallel q/k/v, row-parallel o_proj. ---
+    RmsNorm(hidden_.data(), total, hidden, lw.input_norm.data(), eps, normed_.data());
+    Gemm(normed_.data(), total, hidden, lw.q_proj.data(), q_dim, q_.data());
+    Gemm(normed_.data(), total, hidden, lw.k_proj.data(), kv_dim, k_.data());
+    Gemm(normed_.data(), total, hidden, lw.v_proj.data(), kv_dim, v_.data());
+    if (!lw.q_bias.empty()) AddBias(q_.data(), total, q_dim, lw.q_bias.data());
+    if (!lw.k_bias.empty()) AddBias(k_.data(), total, kv_dim, lw.k_bias.data());
+    if (!lw.v_bias.empty()) AddBias(v_.data(), total, kv_dim, lw.v_bias.data());
+    rope_.Apply(q_.data(), total, w.local_heads, q_dim, positions_.data());
+    rope_.Apply(k_.data(), total, w.local_kv_heads, kv_dim, positions_.data());
+
+    for (int i = 0; i < num_items; ++i) {
+      const SequenceKv& kv = *batch[i].kv;
+      const int past = past_lengths_[size_t(i) * layers + l];
+      const int first = item_offset_[i];
+      const int n = item_offset_[i + 1] - first;
+      for (int j = 0; j < n; ++j) {
+        std::memcpy(cache_->k_slot(l, kv.blocks, past + j), &k_[size_t(first + j) * kv_dim],
+                    kv_dim * sizeof(float));
+        std::memcpy(cache_->v_slot(l, kv.blocks, past + j), &v_[size_t(first + j) * kv_dim],
+                    kv_dim * sizeof(float));
+      }
+      PagedCausalAttention(*cache_, l, kv.blocks, past, &q_[size_t(first) * q_dim], q_dim, n,
+                           w.local_heads, &attn_[size_t(first) * q_dim], q_dim, &attn_scratch_);
+    }
+
+    Gemm(attn_.data(), total, q_dim, lw.o_proj.data(), hidden, proj_.data());
+    CLAA_RETURN_IF_ERROR(AllReduce(proj_, hidden_count));
+    if (!lw.o_bias.empty()) AddBias(proj_.data(), total, hidden, lw.o_bias.data());
+    for (size_t x = 0; x < hidden_count; ++x) hidden_[x] += proj_[x];
+
+    // --- MLP: column-parallel gate/up, row-parallel down. ---
+    RmsNorm(hidden_.data(), total, hidden, lw.post_attention_norm.data(), eps, normed_.data());
+    Gemm(normed_.data(), total, hidden, lw.gate_proj.data(), ffn, gate_.data());
+    Gemm(normed_.data(), total, hidden, lw.up_proj.data(), ffn, up_.data());
+    SwiGlu(gate_.data(), up_.data(), size_t(total) * ffn, gate_.data());
+    Gemm(gate_.data(), total, ffn, lw.down_proj.data(), hidden, proj_.data());
+    CLAA_RETURN_IF_ERROR(AllReduce(proj_, hidden_count));
+    for (size_t x = 0; x < hidden_count; ++x) hidden_[x] += proj_[x];
+  }
+
+  // Every rank has passed its collectives, so all have taken their snapshot: commit once.
+  if (comm_ == nullptr || comm_->rank() == 0) {
+    for (int i = 0; i < num_items; ++i) {
+      SequenceKv* kv = batch[i].kv;
+      const int n = int(batch[i].tokens.size());
+      for (int& len : kv->layer_lengths) len += n;
+      kv->num_positions += n;
+    }
+  }
+
+  if (logits == nullptr) return absl::OkStatus();
+  // Final norm + LM head on the rows whose logits are wanted only.
+  const int rows = all_logits ? total : num_items;
+  for (int r = 0; r < rows; ++r) {
+    const int src = all_logits ? r : item_offset_[r + 1] - 1;
+    RmsNorm(&hidden_[size_t(src) * hidden], 1, hidden, w.final_norm.data(), eps,
+            &normed_[size_t(r) * hidden]);
+  }
+  logits->resize(size_t(rows) * c.vocab_size);
+  Gemm(normed_.data(), rows, hidden, w.LmHead().data(), c.vocab_size, logits->data());
+  return absl::OkStatus();
+}
+
+}  // namespace claa

@@ -1,0 +1,75 @@
+#ifndef CLAA_ENGINE_RUNTIME_LLAMA_MODEL_H_
+#define CLAA_ENGINE_RUNTIME_LLAMA_MODEL_H_
+
+// One tensor-parallel rank of a Llama-family decoder (Llama, Mistral, Qwen2) on the CPU, fp32,
+// with a paged KV cache and batched variable-length forward.
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "engine/model/weights.h"
+#include "engine/runtime/attention.h"
+#include "engine/runtime/communicator.h"
+#include "engine/runtime/cpu_ops.h"
+#include "engine/runtime/kv_cache.h"
+
+namespace claa {
+
+// One sequence's share of a batch: `tokens` are new tokens at positions start_pos, start_pos+1...
+// start_pos must equal kv->num_positions (the tokens already run). kv->blocks must already hold
+// every layer's current length + tokens.size() slots (see ReserveTokens).
+struct ForwardItem {
+  SequenceKv* kv = nullptr;
+  absl::Span<const int32_t> tokens;
+  int start_pos = 0;
+};
+
+class LlamaModel {
+ public:
+  // weights: this rank's shard. comm: the TP group's communicator for this rank, null when tp=1.
+  // cache: this rank's KV pools (local KV heads). None are owned; all must outlive the model.
+  LlamaModel(const ModelWeights* weights, Communicator* comm, PagedKvCache* cache);
+
+  // Checks a batch without touching any state: kv present with one length per layer, at least
+  // one token per item, token ids in [0, vocab), start_pos == kv->num_positions, last position
+  // < max_position_embeddings, enough reserved slots, block ids inside the cache, no sequence
+  // twice. InvalidArgument / FailedPrecondition naming the item.
+  absl::Status ValidateBatch(absl::Span<const ForwardItem> batch) const;
+
+  // Runs the batch: all tokens of all items go through the projections and the MLP as one
+  // [total_tokens, hidden] matrix; attention runs per item against its paged cache. Appends each
+  // item's K/V to the cache, advances kv->layer_lengths and kv->num_positions, and writes the
+  // logits of each item's last token to *logits ([batch, vocab]); with all_logits, every token's
+  // logits in batch order ([total_tokens, vocab]). logits == nullptr skips the LM head (ranks
+  // other than 0 of a ModelRunner: the head is replicated and its result identical on all ranks).
+  //
+  // Tensor parallel: every rank of the group must call Forward with the same batch, which shares
+  // the SequenceKv objects. Each rank copies the lengths it needs before its first collective, and
+  // only rank 0 (or the only rank when comm is null) advances them, after a collective; so the
+  // shared SequenceKv are updated once without a race.
+  absl::Status Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
+                       bool all_logits = false);
+
+  const ModelConfig& config() const { return weights_->config; }
+  const ModelWeights& weights() const { return *weights_; }
+
+ private:
+  absl::Status AllReduce(std::vector<float>& buf, size_t count);
+
+  const ModelWeights* weights_;
+  Communicator* comm_;
+  PagedKvCache* cache_;
+  RotaryEmbedding rope_;
+
+  // Activation buffers, grown on demand and reused across layers and calls.
+  std::vector<float> hidden_, normed_, q_, k_, v_, attn_, proj_, gate_, up_;
+  std::vector<int32_t> positions_;
+  std::vector<int> item_offset_;   // First row of each item in the batch matrix.
+  std::vector<int> past_lengths_;  // [item][layer]: slots cached before this call.
+  AttentionScratch attn_scratch_;
+};
+
+}  // namespace claa
+
+#endif  // CLAA_ENGINE_RUNTIME_LLAMA_MODEL_H_

@@ -1,0 +1,179 @@
+#include "engine/runtime/model_runner.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/str_format.h"
+#include "engine/util/status_macros.h"
+
+namespace claa {
+
+RunnerOptions RunnerOptions::FromMemoryBudget(const ModelConfig& config, int tp_size,
+                                              size_t bytes_per_rank, int block_size) {
+  RunnerOptions options;
+  options.block_size = block_size;
+  const int kv_heads = tp_size > 0 ? config.num_kv_heads / tp_size : 0;
+  const size_t per_block =
+      PagedKvCache::BytesPerBlock(config.num_layers, block_size, kv_heads, config.head_dim);
+  options.num_kv_blocks =
+      per_block == 0 ? 0 : int(std::min<size_t>(bytes_per_rank / per_block, 1u << 30));
+  return options;
+}
+
+namespace {
+
+// Shards must describe the same model and be the slice that was asked for.
+absl::Status CheckShard(const ModelWeights& w, const ModelWeights& rank0, TpShard want) {
+  const ModelConfig& a = w.config;
+  const ModelConfig& b = rank0.config;
+  if (w.shard.rank != want.rank || w.shard.size != want.size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "loader returned shard %d/%d for rank %d/%d", w.shard.rank, w.shard.size, want.rank,
+        want.size));
+  }
+  if (a.vocab_size != b.vocab_size || a.hidden_size != b.hidden_size ||
+      a.num_layers != b.num_layers || a.num_heads != b.num_heads ||
+      a.num_kv_heads != b.num_kv_heads || a.head_dim != b.head_dim ||
+      a.intermediate_size != b.intermediate_size) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("rank %d's config differs from rank 0's", want.rank));
+  }
+  if (w.local_heads * want.size != a.num_heads || w.local_kv_heads * want.size != a.num_kv_heads ||
+      w.local_ffn * want.size != a.intermediate_size ||
+      int(w.layers.size()) != a.num_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("rank %d's shard sizes do not match a %d-way split", want.rank, want.size));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(ShardLoader load_shard,
+                                                                 int tp_size,
+                                                                 RunnerOptions options) {
+  if (tp_size < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat("tp_size must be >= 1, got %d", tp_size));
+  }
+  if (options.num_kv_blocks < 1 || options.block_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("need num_kv_blocks >= 1 and block_size >= 1, got %d and %d",
+                        options.num_kv_blocks, options.block_size));
+  }
+  std::unique_ptr<ModelRunner> runner(new ModelRunner());
+  runner->tp_size_ = tp_size;
+
+  std::vector<absl::StatusOr<ModelWeights>> loaded(tp_size);
+  if (tp_size == 1) {
+    loaded[0] = load_shard(TpShard{0, 1});
+  } else {
+    std::vector<std::thread> threads;
+    for (int r = 0; r < tp_size; ++r) {
+      threads.emplace_back([&, r] { loaded[r] = load_shard(TpShard{r, tp_size}); });
+    }
+    for (auto& t : threads) t.join();
+  }
+  for (int r = 0; r < tp_size; ++r) {
+    if (!loaded[r].ok()) {
+      return absl::Status(loaded[r].status().code(),
+                          absl::StrFormat("loading TP shard %d/%d: %s", r, tp_size,
+                                          loaded[r].status().message()));
+    }
+    runner->weights_.push_back(*std::move(loaded[r]));
+  }
+  CLAA_RETURN_IF_ERROR(ValidateTpShard(runner->weights_[0].config, TpShard{0, tp_size}));
+  for (int r = 0; r < tp_size; ++r) {
+    CLAA_RETURN_IF_ERROR(CheckShard(runner->weights_[r], runner->weights_[0], TpShard{r, tp_size}));
+  }
+
+  const ModelConfig& c = runner->weights_[0].config;
+  runner->block_manager_ = std::make_unique<BlockManager>(options.num_kv_blocks, options.block_size);
+  if (tp_size > 1) runner->comm_group_ = std::make_unique<CpuCommGroup>(tp_size);
+  for (int r = 0; r < tp_size; ++r) {
+    runner->caches_.push_back(std::make_unique<PagedKvCache>(
+        c.num_layers, options.num_kv_blocks, options.block_size, runner->weights_[r].local_kv_heads,
+        c.head_dim));
+    runner->models_.push_back(std::make_unique<LlamaModel>(
+        &runner->weights_[r], tp_size > 1 ? runner->comm_group_->rank(r) : nullptr,
+        runner->caches_[r].get()));
+  }
+  runner->worker_status_.resize(tp_size);
+  for (int r = 1; r < tp_size; ++r) {
+    runner->workers_.emplace_back(&ModelRunner::WorkerLoop, runner.get(), r);
+  }
+  return runner;
+}
+
+ModelRunner::~ModelRunner() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  job_cv_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ModelRunner::WorkerLoop(int rank) {
+  uint64_t seen = 0;
+  while (true) {
+    absl::Span<const ForwardItem> batch;
+    bool all_logits;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      job_cv_.wait(lock, [&] { return stop_ || job_id_ != seen; });
+      if (stop_) return;
+      seen = job_id_;
+      batch = job_batch_;
+      all_logits = job_all_logits_;
+    }
+    absl::Status s = models_[rank]->Forward(batch, nullptr, all_logits);
+    // A failing rank must not leave its peers blocked in a collective.
+    if (!s.ok()) comm_group_->Abort();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      worker_status_[rank] = std::move(s);
+      --pending_;
+    }
+    done_cv_.notify_all();
+  }
+}
+
+absl::Status ModelRunner::Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
+                                  bool all_logits) {
+  if (broken_) {
+    return absl::InternalError("ModelRunner is unusable after an earlier rank failure");
+  }
+  if (logits == nullptr) return absl::InvalidArgumentError("logits must not be null");
+  // Rejecting a bad batch here keeps every rank's failure symmetric: none of them starts.
+  CLAA_RETURN_IF_ERROR(models_[0]->ValidateBatch(batch));
+  if (tp_size_ == 1) {
+    absl::Status s = models_[0]->Forward(batch, logits, all_logits);
+    if (!s.ok()) broken_ = true;
+    return s;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_batch_ = batch;
+    job_all_logits_ = all_logits;
+    pending_ = tp_size_ - 1;
+    ++job_id_;
+  }
+  job_cv_.notify_all();
+  absl::Status status = models_[0]->Forward(batch, logits, all_logits);
+  if (!status.ok()) comm_group_->Abort();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [&] { return pending_ == 0; });
+    for (int r = 1; r < tp_size_; ++r) {
+      if (status.ok() && !worker_status_[r].ok()) {
+        status = absl::Status(worker_status_[r].code(),
+                              absl::StrFormat("TP rank %d: %s", r, worker_status_[r].message()));
+      }
+    }
+  }
+  if (!status.ok()) broken_ = true;
+  return status;
+}
+
+}  // namespace claa

@@ -1,0 +1,99 @@
+#ifndef CLAA_ENGINE_RUNTIME_MODEL_RUNNER_H_
+#define CLAA_ENGINE_RUNTIME_MODEL_RUNNER_H_
+
+// A whole tensor-parallel group on the CPU: one LlamaModel + PagedKvCache per rank, a
+// CpuCommGroup between them, a shared BlockManager, and persistent worker threads for ranks
+// 1..tp-1 (rank 0 runs on the caller's thread).
+//
+// Threading: one caller thread drives Forward (calls must not overlap). BlockManager is
+// thread-safe, so other threads may reserve and release blocks, but not for sequences that are in
+// a running Forward.
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/model/weights.h"
+#include "engine/runtime/block_manager.h"
+#include "engine/runtime/cpu_communicator.h"
+#include "engine/runtime/kv_cache.h"
+#include "engine/runtime/llama_model.h"
+
+namespace claa {
+
+struct RunnerOptions {
+  int num_kv_blocks = 0;
+  int block_size = 16;
+
+  // Options whose KV cache fits `bytes_per_rank` bytes on each rank: K and V of every layer for
+  // the rank's num_kv_heads / tp_size heads, fp32 (see PagedKvCache::BytesPerBlock). The
+  // activations and weights are not included; budget them separately.
+  static RunnerOptions FromMemoryBudget(const ModelConfig& config, int tp_size,
+                                        size_t bytes_per_rank, int block_size = 16);
+};
+
+class ModelRunner {
+ public:
+  using ShardLoader = std::function<absl::StatusOr<ModelWeights>(TpShard)>;
+
+  // Loads every rank's shard -- load_shard runs concurrently on tp_size threads when tp_size > 1,
+  // so it must be thread-safe -- checks that the shards agree, and builds the group.
+  // InvalidArgument when the config cannot be split tp_size ways or options are invalid; a
+  // loader error is returned with the rank prefixed.
+  //
+  // BLAS note: every rank calls OpenBLAS from its own thread and OpenBLAS threads each call
+  // itself; with tp > 1 on a many-core host, set OPENBLAS_NUM_THREADS ~ cores / tp_size.
+  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(ShardLoader load_shard, int tp_size,
+                                                             RunnerOptions options);
+  ~ModelRunner();
+  ModelRunner(const ModelRunner&) = delete;
+  ModelRunner& operator=(const ModelRunner&) = delete;
+
+  // Runs LlamaModel::Forward on every rank concurrently and returns rank 0's logits (the LM head
+  // is replicated, so every rank would compute the same ones; the others skip it). An invalid
+  // batch is rejected before any rank starts. If a rank fails mid-way (a bug), the group is
+  // aborted and every later Forward returns Internal.
+  absl::Status Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
+                       bool all_logits = false);
+
+  const ModelConfig& config() const { return weights_[0].config; }
+  BlockManager& block_manager() { return *block_manager_; }
+  int tp_size() const { return tp_size_; }
+  int block_size() const { return block_manager_->block_size(); }
+  // Rank r's weights (tests, introspection).
+  const ModelWeights& weights(int rank) const { return weights_[rank]; }
+
+ private:
+  ModelRunner() = default;
+  void WorkerLoop(int rank);
+
+  int tp_size_ = 1;
+  std::vector<ModelWeights> weights_;
+  std::unique_ptr<BlockManager> block_manager_;
+  std::unique_ptr<CpuCommGroup> comm_group_;
+  std::vector<std::unique_ptr<PagedKvCache>> caches_;
+  std::vector<std::unique_ptr<LlamaModel>> models_;
+  bool broken_ = false;
+
+  // Job hand-off to the workers: the caller bumps job_id_; each worker runs it once and reports.
+  std::mutex mu_;
+  std::condition_variable job_cv_, done_cv_;
+  uint64_t job_id_ = 0;
+  bool stop_ = false;
+  absl::Span<const ForwardItem> job_batch_;
+  bool job_all_logits_ = false;
+  int pending_ = 0;
+  std::vector<absl::Status> worker_status_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace claa
+
+#endif  // CLAA_ENGINE_RUNTIME_MODEL_RUNNER_H_
