@@ -11,19 +11,9 @@ import subprocess
 import sys
 import time
 
+from py_harness import Checks, start_server
 
-def start_server(binary):
-    proc = subprocess.Popen([binary, "--port=0", "--metrics_port=-1"], stdout=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if "listening on " in line:
-            return proc, line.strip().split("listening on ")[1]
-    proc.kill()
-    raise RuntimeError("claa-server did not start")
+
 
 
 def main():
@@ -33,16 +23,7 @@ def main():
     parser.add_argument("--cache_dir", required=True, help="stub cache for the client")
     args = parser.parse_args()
 
-    passed, failed = 0, 0
-
-    def check(name, cond, detail=""):
-        nonlocal passed, failed
-        if cond:
-            passed += 1
-            print(f"[ PASS ] {name}", flush=True)
-        else:
-            failed += 1
-            print(f"[ FAIL ] {name} {detail}", flush=True)
+    check = Checks()
 
     proc, address = start_server(args.server)
     base = [sys.executable, args.client, "--target", address, "--cache_dir", args.cache_dir]
@@ -130,8 +111,7 @@ def main():
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return check.summary()
 
 
 if __name__ == "__main__":

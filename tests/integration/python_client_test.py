@@ -9,8 +9,8 @@ import argparse
 import os
 import subprocess
 import sys
-import threading
-import time
+
+from py_harness import Checks, start_server
 
 
 def generate_stubs(proto_root, health_dir, out_dir):
@@ -23,18 +23,6 @@ def generate_stubs(proto_root, health_dir, out_dir):
     sys.path.insert(0, out_dir)
 
 
-def start_server(binary):
-    proc = subprocess.Popen([binary, "--port=0", "--metrics_port=-1"], stdout=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if "listening on " in line:
-            return proc, line.strip().split("listening on ")[1]
-    proc.kill()
-    raise RuntimeError("claa-server did not start")
 
 
 def main():
@@ -50,16 +38,7 @@ def main():
     import health_pb2, health_pb2_grpc
 
     proc, address = start_server(args.server)
-    passed, failed = 0, 0
-
-    def check(name, cond, detail=""):
-        nonlocal passed, failed
-        if cond:
-            passed += 1
-            print(f"[ PASS ] {name}")
-        else:
-            failed += 1
-            print(f"[ FAIL ] {name} {detail}")
+    check = Checks()
 
     try:
         channel = grpc.insecure_channel(address)
@@ -125,8 +104,7 @@ def main():
         except subprocess.TimeoutExpired:
             proc.kill()
     check("server exits cleanly on SIGTERM", proc.returncode == 0, f"rc={proc.returncode}")
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return check.summary()
 
 
 if __name__ == "__main__":
