@@ -24,7 +24,7 @@ absl::StatusOr<std::vector<int>> BlockManager::Allocate(int count) {
   if (count < 0) {
     return absl::InvalidArgumentError(absl::StrFormat("cannot allocate %d blocks", count));
   }
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (size_t(count) > free_.size()) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "KV cache: %d blocks requested, %d of %d free", count, free_.size(), num_blocks_));
@@ -38,7 +38,7 @@ absl::StatusOr<std::vector<int>> BlockManager::Allocate(int count) {
 }
 
 void BlockManager::Free(absl::Span<const int> blocks) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   for (int id : blocks) {
     if (id < 0 || id >= num_blocks_) {
       std::fprintf(stderr, "BlockManager::Free: block id %d out of range [0, %d); ignored\n", id,
@@ -56,12 +56,12 @@ void BlockManager::Free(absl::Span<const int> blocks) {
 }
 
 int BlockManager::num_free() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return int(free_.size());
 }
 
 int BlockManager::num_used() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return num_blocks_ - int(free_.size());
 }
 

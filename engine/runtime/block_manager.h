@@ -6,11 +6,10 @@
 // rank (see kv_cache.h), so one BlockManager serves a whole TP group. Thread-safe: schedulers and
 // request handlers may allocate and free concurrently.
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 
 namespace claa {
@@ -45,9 +44,11 @@ class BlockManager {
  private:
   const int num_blocks_;
   const int block_size_;
-  mutable absl::Mutex mu_;
-  std::vector<int> free_ ABSL_GUARDED_BY(mu_);        // Stack: back() is handed out next.
-  std::vector<uint8_t> in_use_ ABSL_GUARDED_BY(mu_);  // Per block id.
+  // std::mutex rather than absl::Mutex: Debian's Abseil is not built with ThreadSanitizer, which
+  // then misses absl::Mutex's synchronisation and reports false races; pthread is intercepted.
+  mutable std::mutex mu_;
+  std::vector<int> free_;        // Guarded by mu_. Stack: back() is handed out next.
+  std::vector<uint8_t> in_use_;  // Guarded by mu_. Per block id.
 };
 
 }  // namespace claa

@@ -11,7 +11,10 @@
 
 // Compiles a hot, non-BLAS kernel twice -- baseline x86-64 and x86-64-v3 (AVX2 + FMA) -- and
 // picks one at load time, so binaries stay portable yet use the wide units where present.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+// Off under ThreadSanitizer: the instrumented ifunc resolver runs before the TSan runtime is up
+// and crashes at start-up.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(__SANITIZE_THREAD__)
 #define CLAA_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define CLAA_MULTIVERSION
