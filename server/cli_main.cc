@@ -52,17 +52,6 @@ int Fail(const std::string& what) {
   return 1;
 }
 
-const char* FinishName(claa::FinishReason r) {
-  switch (r) {
-    case claa::FinishReason::kStop: return "stop";
-    case claa::FinishReason::kLength: return "length";
-    case claa::FinishReason::kEos: return "eos";
-    case claa::FinishReason::kAbort: return "abort";
-    case claa::FinishReason::kNone: break;
-  }
-  return "none";
-}
-
 int RunGenerate() {
   const std::string prompt = absl::GetFlag(FLAGS_prompt);
   const std::string prompt_ids = absl::GetFlag(FLAGS_prompt_ids);
@@ -106,7 +95,7 @@ int RunGenerate() {
   if (json) {
     nlohmann::json out = {{"ids", result->token_ids},
                           {"text", result->text},
-                          {"finish_reason", FinishName(result->finish)}};
+                          {"finish_reason", claa::FinishReasonName(result->finish)}};
     // The text is valid UTF-8 by construction; replace rather than throw if it ever is not.
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
   } else {

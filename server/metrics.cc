@@ -18,17 +18,6 @@ const prometheus::Histogram::BucketBoundaries kRequestBuckets = {
     0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
     120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
-const char* FinishLabel(FinishReason r) {
-  switch (r) {
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kEos: return "eos";
-    case FinishReason::kAbort: return "abort";
-    case FinishReason::kNone: break;
-  }
-  return "none";
-}
-
 }  // namespace
 
 ServerMetrics::ServerMetrics(const std::string& model_name)
@@ -92,7 +81,7 @@ void ServerMetrics::OnToken(double s) { itl_->Observe(s); }
 
 void ServerMetrics::OnFinished(FinishReason reason, const RequestUsage& usage,
                                const RequestTiming& timing) {
-  success_->Add({{"model_name", model_name_}, {"finished_reason", FinishLabel(reason)}})
+  success_->Add({{"model_name", model_name_}, {"finished_reason", FinishReasonName(reason)}})
       .Increment();
   prompt_tokens_->Increment(usage.prompt_tokens);
   generation_tokens_->Increment(usage.completion_tokens);

@@ -54,4 +54,15 @@ absl::Status ValidateStopConditions(const StopConditions& c,
   return absl::OkStatus();
 }
 
+const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kNone: break;
+  }
+  return "none";
+}
+
 }  // namespace claa

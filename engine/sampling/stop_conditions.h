@@ -22,6 +22,9 @@ struct StopConditions {
 // kStop = stop string or stop token id; kAbort = cancelled by client/server.
 enum class FinishReason { kNone, kStop, kLength, kEos, kAbort };
 
+// Lower-case name ("stop", "length", "eos", "abort", "none"), as metrics labels and JSON use.
+const char* FinishReasonName(FinishReason reason);
+
 // After a token is generated (num_generated includes it), in precedence order: kEos if it is an
 // EOS id and !ignore_eos; kStop if in stop_token_ids; kLength if num_generated >= max_tokens;
 // else kNone.
