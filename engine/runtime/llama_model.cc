@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
@@ -56,6 +57,16 @@ absl::Status LlamaModel::ValidateBatch(absl::Span<const ForwardItem> batch) cons
           "batch item %d: %d KV slots needed but only %d reserved (call ReserveTokens)", i, need,
           item.kv->capacity(cache_->block_size())));
     }
+    if (item.prefill != nullptr) {
+      if (item.start_pos != 0 || item.kv->max_layer_length() != 0) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "batch item %d: prefill options need a fresh sequence (position 0, empty cache)", i));
+      }
+      absl::Status s = PrefillPruner::Validate(*item.prefill, n, n, c.num_layers);
+      if (!s.ok()) {
+        return absl::Status(s.code(), absl::StrFormat("batch item %d: %s", i, s.message()));
+      }
+    }
     for (int b : item.kv->blocks) {
       if (b < 0 || b >= cache_->num_blocks()) {
         return absl::InvalidArgumentError(absl::StrFormat(
@@ -75,6 +86,89 @@ absl::Status LlamaModel::AllReduce(std::vector<float>& buf, size_t count) {
 absl::Status LlamaModel::Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
                                  bool all_logits) {
   CLAA_RETURN_IF_ERROR(ValidateBatch(batch));
+  const ModelWeights& w = *weights_;
+  const int layers = config().num_layers;
+  const int num_items = int(batch.size());
+
+  std::vector<std::unique_ptr<PrefillPruner>> pruners(num_items);
+  for (int i = 0; i < num_items; ++i) {
+    if (batch[i].prefill == nullptr) continue;
+    if (all_logits && batch[i].prefill->pruning.prunes()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("batch item %d: all_logits is not available for a pruned prefill", i));
+    }
+    pruners[i] = std::make_unique<PrefillPruner>(*batch[i].prefill, int(batch[i].tokens.size()),
+                                                 layers, w.local_heads, w.local_kv_heads,
+                                                 config().head_dim, comm_);
+  }
+
+  // GemFilter: a scoring pass over layers [0, pruning_layer] picks the tokens, then the main
+  // pass re-runs the whole model on them at fresh positions 0..kept-1 (its cache is rewritten).
+  std::vector<std::vector<int32_t>> rerun_tokens(num_items);
+  for (int i = 0; i < num_items; ++i) {
+    if (!pruners[i] || !pruners[i]->runs_scoring_pass()) continue;
+    PassItem scoring{batch[i].kv, batch[i].tokens, 0, pruners[i].get()};
+    CLAA_RETURN_IF_ERROR(RunPass(absl::MakeConstSpan(&scoring, 1),
+                                 batch[i].prefill->pruning.pruning_layer + 1, /*commit=*/false,
+                                 nullptr, false, nullptr));
+    for (int t : pruners[i]->kept()) rerun_tokens[i].push_back(batch[i].tokens[t]);
+  }
+
+  std::vector<PassItem> items;
+  items.reserve(num_items);
+  for (int i = 0; i < num_items; ++i) {
+    if (!rerun_tokens[i].empty()) {
+      items.push_back(PassItem{batch[i].kv, rerun_tokens[i], 0, nullptr});
+    } else {
+      items.push_back(PassItem{batch[i].kv, batch[i].tokens, batch[i].start_pos, pruners[i].get()});
+    }
+  }
+  std::vector<std::vector<int>> new_lengths;
+  CLAA_RETURN_IF_ERROR(RunPass(items, layers, /*commit=*/true, logits, all_logits, &new_lengths));
+
+  for (int i = 0; i < num_items; ++i) {
+    if (!pruners[i]) continue;
+    CLAA_RETURN_IF_ERROR(pruners[i]->Finish());
+    PrefillReport* report = batch[i].prefill->report;
+    if (report == nullptr || (comm_ != nullptr && comm_->rank() != 0)) continue;
+    report->layer_lengths = new_lengths[i];
+    if (batch[i].prefill->pruning.prunes()) {
+      report->kept_tokens = pruners[i]->kept();
+    } else {
+      report->kept_tokens.resize(batch[i].tokens.size());
+      for (size_t t = 0; t < batch[i].tokens.size(); ++t) report->kept_tokens[t] = int(t);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void LlamaModel::CompactRows(std::vector<int>& item_rows, int item, const std::vector<int>& kept) {
+  const int hidden = config().hidden_size;
+  const int num_items = int(item_rows.size());
+  // Rows only move towards the front (kept is ascending, earlier items do not grow), so an
+  // in-place forward sweep never overwrites a row it still has to read.
+  int dst = item_offset_[item];
+  auto move_row = [&](int src) {
+    if (src != dst) {
+      std::memmove(&hidden_[size_t(dst) * hidden], &hidden_[size_t(src) * hidden],
+                   hidden * sizeof(float));
+      positions_[dst] = positions_[src];
+    }
+    ++dst;
+  };
+  for (int t : kept) move_row(item_offset_[item] + t);
+  item_rows[item] = int(kept.size());
+  for (int j = item + 1; j < num_items; ++j) {
+    const int first = item_offset_[j];
+    item_offset_[j] = dst;
+    for (int r = 0; r < item_rows[j]; ++r) move_row(first + r);
+  }
+  item_offset_[num_items] = dst;
+}
+
+absl::Status LlamaModel::RunPass(absl::Span<const PassItem> batch, int num_layers, bool commit,
+                                 std::vector<float>* logits, bool all_logits,
+                                 std::vector<std::vector<int>>* new_lengths) {
   const ModelConfig& c = config();
   const ModelWeights& w = *weights_;
   const int num_items = int(batch.size());
@@ -89,14 +183,19 @@ absl::Status LlamaModel::Forward(absl::Span<const ForwardItem> batch, std::vecto
   // Snapshot what the batch needs from the shared SequenceKv (see the header on TP).
   item_offset_.resize(num_items + 1);
   past_lengths_.resize(size_t(num_items) * layers);
+  std::vector<int> item_rows(num_items);
   int total = 0;
   for (int i = 0; i < num_items; ++i) {
     item_offset_[i] = total;
-    total += int(batch[i].tokens.size());
+    item_rows[i] = int(batch[i].tokens.size());
+    total += item_rows[i];
     std::copy(batch[i].kv->layer_lengths.begin(), batch[i].kv->layer_lengths.end(),
               past_lengths_.begin() + size_t(i) * layers);
   }
   item_offset_[num_items] = total;
+  if (new_lengths != nullptr) {
+    new_lengths->assign(num_items, std::vector<int>(layers, 0));
+  }
   if (total == 0) {
     if (logits != nullptr) logits->clear();
     return absl::OkStatus();
@@ -114,7 +213,7 @@ absl::Status LlamaModel::Forward(absl::Span<const ForwardItem> batch, std::vecto
   up_.resize(size_t(total) * ffn);
 
   for (int i = 0; i < num_items; ++i) {
-    const ForwardItem& item = batch[i];
+    const PassItem& item = batch[i];
     for (size_t j = 0; j < item.tokens.size(); ++j) {
       const int row = item_offset_[i] + int(j);
       positions_[row] = item.start_pos + int(j);
@@ -123,9 +222,11 @@ absl::Status LlamaModel::Forward(absl::Span<const ForwardItem> batch, std::vecto
     }
   }
 
-  const size_t hidden_count = size_t(total) * hidden;
-  for (int l = 0; l < layers; ++l) {
+  for (int l = 0; l < num_layers; ++l) {
     const LayerWeights& lw = w.layers[l];
+    // Rows shrink after a pruning layer; everything below works on the current count.
+    total = item_offset_[num_items];
+    const size_t hidden_count = size_t(total) * hidden;
 
     // --- Self-attention: column-parallel q/k/v, row-parallel o_proj. ---
     RmsNorm(hidden_.data(), total, hidden, lw.input_norm.data(), eps, normed_.data());
@@ -142,7 +243,7 @@ absl::Status LlamaModel::Forward(absl::Span<const ForwardItem> batch, std::vecto
       const SequenceKv& kv = *batch[i].kv;
       const int past = past_lengths_[size_t(i) * layers + l];
       const int first = item_offset_[i];
-      const int n = item_offset_[i + 1] - first;
+      const int n = item_rows[i];
       for (int j = 0; j < n; ++j) {
         std::memcpy(cache_->k_slot(l, kv.blocks, past + j), &k_[size_t(first + j) * kv_dim],
                     kv_dim * sizeof(float));
@@ -151,6 +252,15 @@ absl::Status LlamaModel::Forward(absl::Span<const ForwardItem> batch, std::vecto
       }
       PagedCausalAttention(*cache_, l, kv.blocks, past, &q_[size_t(first) * q_dim], q_dim, n,
                            w.local_heads, &attn_[size_t(first) * q_dim], q_dim, &attn_scratch_);
+      if (PrefillPruner* pruner = batch[i].pruner; pruner != nullptr) {
+        const PromptQk qk{&q_[size_t(first) * q_dim], q_dim, &k_[size_t(first) * kv_dim],
+                          kv_dim, n, w.local_heads, w.local_kv_heads, d};
+        CLAA_RETURN_IF_ERROR(pruner->AfterAttention(l, qk, *cache_, kv.blocks));
+      }
+      if (new_lengths != nullptr) {
+        (*new_lengths)[i][l] =
+            past + (batch[i].pruner ? batch[i].pruner->LayerLength(l, n) : n);
+      }
     }
 
     Gemm(attn_.data(), total, q_dim, lw.o_proj.data(), hidden, proj_.data());
@@ -166,15 +276,24 @@ absl::Status LlamaModel::Forward(absl::Span<const ForwardItem> batch, std::vecto
     Gemm(gate_.data(), total, ffn, lw.down_proj.data(), hidden, proj_.data());
     CLAA_RETURN_IF_ERROR(AllReduce(proj_, hidden_count));
     for (size_t x = 0; x < hidden_count; ++x) hidden_[x] += proj_[x];
+
+    // Token-selective propagation: past the pruning layer only the kept tokens go on, with their
+    // original positions.
+    for (int i = 0; i < num_items; ++i) {
+      PrefillPruner* pruner = batch[i].pruner;
+      if (pruner != nullptr && pruner->propagates_selectively() && pruner->SelectsAt(l)) {
+        CompactRows(item_rows, i, pruner->kept());
+      }
+    }
   }
+  total = item_offset_[num_items];
 
   // Every rank has passed its collectives, so all have taken their snapshot: commit once.
-  if (comm_ == nullptr || comm_->rank() == 0) {
+  if (commit && (comm_ == nullptr || comm_->rank() == 0)) {
     for (int i = 0; i < num_items; ++i) {
       SequenceKv* kv = batch[i].kv;
-      const int n = int(batch[i].tokens.size());
-      for (int& len : kv->layer_lengths) len += n;
-      kv->num_positions += n;
+      kv->layer_lengths = (*new_lengths)[i];
+      kv->num_positions += int(batch[i].tokens.size());
     }
   }
 

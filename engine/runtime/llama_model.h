@@ -13,16 +13,24 @@
 #include "engine/runtime/communicator.h"
 #include "engine/runtime/cpu_ops.h"
 #include "engine/runtime/kv_cache.h"
+#include "engine/runtime/prefill_pruner.h"
 
 namespace claa {
 
 // One sequence's share of a batch: `tokens` are new tokens at positions start_pos, start_pos+1...
 // start_pos must equal kv->num_positions (the tokens already run). kv->blocks must already hold
 // every layer's current length + tokens.size() slots (see ReserveTokens).
+//
+// prefill (optional): the item is a whole prompt (start_pos 0, empty cache) that is pruned
+// and/or has its attention signals captured (see prefill_pruner.h). A pruned item keeps fewer
+// KV slots in later layers and, for CLAA / FastKV / Oracle, continues at position
+// tokens.size(); GemFilter re-runs the kept tokens at fresh positions 0..kept-1, so it continues
+// at position kept.
 struct ForwardItem {
   SequenceKv* kv = nullptr;
   absl::Span<const int32_t> tokens;
   int start_pos = 0;
+  const PrefillOptions* prefill = nullptr;
 };
 
 class LlamaModel {
@@ -55,6 +63,20 @@ class LlamaModel {
   const ModelWeights& weights() const { return *weights_; }
 
  private:
+  // One item of an internal pass: GemFilter's re-run feeds other tokens than the caller gave.
+  struct PassItem {
+    SequenceKv* kv;
+    absl::Span<const int32_t> tokens;
+    int start_pos;
+    PrefillPruner* pruner;  // null: plain forward
+  };
+  // Runs layers [0, num_layers) over the items. With commit, advances the items' lengths and
+  // positions (rank 0) and fills new_lengths [item][layer]; logits as in Forward.
+  absl::Status RunPass(absl::Span<const PassItem> items, int num_layers, bool commit,
+                       std::vector<float>* logits, bool all_logits,
+                       std::vector<std::vector<int>>* new_lengths);
+  // Drops the rows of item i that its pruner does not keep; later items' rows move up.
+  void CompactRows(std::vector<int>& item_rows, int item, const std::vector<int>& kept);
   absl::Status AllReduce(std::vector<float>& buf, size_t count);
 
   const ModelWeights* weights_;

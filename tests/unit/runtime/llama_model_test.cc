@@ -10,11 +10,13 @@
 #include "engine/runtime/cpu_communicator.h"
 #include "engine/runtime/model_runner.h"
 #include "gtest/gtest.h"
+#include "tests/unit/runtime/reference_model.h"
 #include "tests/unit/runtime/runtime_test_util.h"
 
 namespace claa {
 namespace {
 
+using ::claa::testing::ReferenceLogits;
 using ::claa::testing::RelL2;
 using ::claa::testing::SmallConfig;
 
@@ -25,84 +27,6 @@ std::vector<int32_t> Tokens(int n, int vocab, int salt) {
   std::vector<int32_t> t(n);
   for (int i = 0; i < n; ++i) t[i] = (i * 31 + salt * 17 + 3) % vocab;
   return t;
-}
-
-// Naive dense forward of the whole sequence in double precision, from the tp=1 weights.
-std::vector<double> ReferenceLogits(const ModelWeights& w, const std::vector<int32_t>& tokens) {
-  const ModelConfig& c = w.config;
-  const int T = int(tokens.size()), H = c.hidden_size, d = c.head_dim;
-  const int nh = c.num_heads, nkv = c.num_kv_heads, F = c.intermediate_size;
-  auto matvec = [](const std::vector<float>& m, int out, int in, const std::vector<double>& x,
-                   const std::vector<float>* bias) {
-    std::vector<double> y(out);
-    for (int o = 0; o < out; ++o) {
-      double s = bias && !bias->empty() ? (*bias)[o] : 0.0;
-      for (int i = 0; i < in; ++i) s += double(m[size_t(o) * in + i]) * x[i];
-      y[o] = s;
-    }
-    return y;
-  };
-  auto rms = [&](const std::vector<double>& x, const std::vector<float>& g) {
-    double ms = 0;
-    for (double v : x) ms += v * v;
-    ms /= x.size();
-    std::vector<double> y(x.size());
-    for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] / std::sqrt(ms + c.rms_norm_eps) * g[i];
-    return y;
-  };
-  auto rope = [&](std::vector<double>& v, int heads, int pos) {
-    for (int h = 0; h < heads; ++h)
-      for (int i = 0; i < d / 2; ++i) {
-        const double a = pos / std::pow(c.rope_theta, 2.0 * i / d);
-        const double x1 = v[h * d + i], x2 = v[h * d + i + d / 2];
-        v[h * d + i] = x1 * std::cos(a) - x2 * std::sin(a);
-        v[h * d + i + d / 2] = x2 * std::cos(a) + x1 * std::sin(a);
-      }
-  };
-  std::vector<std::vector<double>> h(T, std::vector<double>(H));
-  for (int t = 0; t < T; ++t)
-    for (int i = 0; i < H; ++i) h[t][i] = w.embed_tokens[size_t(tokens[t]) * H + i];
-  for (const LayerWeights& l : w.layers) {
-    std::vector<std::vector<double>> q(T), k(T), v(T);
-    for (int t = 0; t < T; ++t) {
-      auto x = rms(h[t], l.input_norm);
-      q[t] = matvec(l.q_proj, nh * d, H, x, &l.q_bias);
-      k[t] = matvec(l.k_proj, nkv * d, H, x, &l.k_bias);
-      v[t] = matvec(l.v_proj, nkv * d, H, x, &l.v_bias);
-      rope(q[t], nh, t);
-      rope(k[t], nkv, t);
-    }
-    for (int t = 0; t < T; ++t) {
-      std::vector<double> attn(nh * d, 0.0);
-      for (int hh = 0; hh < nh; ++hh) {
-        const int g = hh / (nh / nkv);
-        std::vector<double> p(t + 1);
-        double mx = -1e300, sum = 0;
-        for (int s = 0; s <= t; ++s) {
-          double dot = 0;
-          for (int i = 0; i < d; ++i) dot += q[t][hh * d + i] * k[s][g * d + i];
-          mx = std::max(mx, p[s] = dot / std::sqrt(double(d)));
-        }
-        for (double& x : p) sum += (x = std::exp(x - mx));
-        for (int s = 0; s <= t; ++s)
-          for (int i = 0; i < d; ++i) attn[hh * d + i] += p[s] / sum * v[s][g * d + i];
-      }
-      auto o = matvec(l.o_proj, H, nh * d, attn, &l.o_bias);
-      for (int i = 0; i < H; ++i) h[t][i] += o[i];
-      auto x = rms(h[t], l.post_attention_norm);
-      auto g = matvec(l.gate_proj, F, H, x, nullptr);
-      auto u = matvec(l.up_proj, F, H, x, nullptr);
-      for (int i = 0; i < F; ++i) g[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
-      auto dn = matvec(l.down_proj, H, F, g, nullptr);
-      for (int i = 0; i < H; ++i) h[t][i] += dn[i];
-    }
-  }
-  std::vector<double> logits;
-  for (int t = 0; t < T; ++t) {
-    auto y = matvec(w.LmHead(), c.vocab_size, H, rms(h[t], w.final_norm), nullptr);
-    logits.insert(logits.end(), y.begin(), y.end());
-  }
-  return logits;
 }
 
 // One tp=1 model with its own cache and block manager.
