@@ -41,7 +41,8 @@ Scheduler::~Scheduler() { Shutdown(); }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(GenerationRequest request) {
   CLAA_RETURN_IF_ERROR(ValidateGenerationRequest(request, model_->config.vocab_size,
-                                                 model_->max_context_length));
+                                                 model_->max_context_length,
+                                                 model_->config.num_layers));
   auto entry = std::make_unique<Entry>();
   entry->arrival = absl::Now();
   entry->stream = std::make_shared<RequestStream>();
@@ -205,7 +206,7 @@ bool Scheduler::Step() {
       prefill_tokens += n;
     }
     batch.push_back(e);
-    items.push_back(ForwardItem{e->seq->kv(), e->seq->PendingTokens(), e->seq->start_pos()});
+    items.push_back(e->seq->NextItem());
   }
   if (batch.empty()) return false;
 
@@ -221,6 +222,8 @@ bool Scheduler::Step() {
       Entry* e = batch[i];
       const bool was_prefill = e->seq->start_pos() == 0;
       e->seq->MarkFed();
+      TrimBlocks(blocks, e->seq->kv());
+      if (!e->seq->CaughtUp()) continue;  // a pruned recompute fed its prompt only
       absl::StatusOr<TokenOutput> out = e->seq->OnLogits(
           absl::MakeConstSpan(logits).subspan(i * static_cast<size_t>(vocab), vocab));
       if (!out.ok()) {
@@ -228,12 +231,14 @@ bool Scheduler::Step() {
         continue;
       }
       if (observer_ && was_prefill && !e->got_first_token) {
-        observer_->OnPrefillDone(Seconds(start, end));
+        observer_->OnPrefillDone(Seconds(start, end), e->seq->request().pruning.method);
       }
       if (!e->got_first_token) {
         e->got_first_token = true;
         e->first_token = end;
-        if (observer_) observer_->OnFirstToken(Seconds(e->arrival, end));
+        if (observer_) {
+          observer_->OnFirstToken(Seconds(e->arrival, end), e->seq->request().pruning.method);
+        }
       } else if (observer_) {
         observer_->OnToken(Seconds(e->last_token, end));
       }
@@ -286,13 +291,16 @@ void Scheduler::FinishEntry(Entry* entry, FinishReason reason, std::string text,
   complete.stop_reason = std::move(stop_reason);
   complete.usage.prompt_tokens = entry->seq->num_prompt_tokens();
   complete.usage.completion_tokens = static_cast<int>(entry->seq->generated().size());
-  complete.usage.kept_prompt_tokens = complete.usage.prompt_tokens;
+  complete.usage.kept_prompt_tokens = entry->seq->kept_prompt_tokens();
   complete.timing.queue_seconds =
       entry->was_scheduled ? Seconds(entry->arrival, entry->scheduled) : Seconds(entry->arrival, now);
   complete.timing.ttft_seconds =
       entry->got_first_token ? Seconds(entry->arrival, entry->first_token) : 0.0;
   complete.timing.e2e_seconds = Seconds(entry->arrival, now);
-  if (observer_) observer_->OnFinished(reason, complete.usage, complete.timing);
+  if (observer_) {
+    observer_->OnFinished(reason, complete.usage, complete.timing,
+                          entry->seq->request().pruning.method);
+  }
   if (entry->silent) return;
   if (!text.empty()) {
     RequestEvent chunk;

@@ -4,6 +4,7 @@
 // Hooks through which the scheduler reports what metrics need, so the scheduler itself does not
 // depend on the metrics library. Called on the scheduler's worker thread (OnRejected on the
 // caller's) and must not block.
+#include "engine/pruning/pruning_config.h"
 #include "engine/sampling/stop_conditions.h"
 #include "scheduler/request_stream.h"
 
@@ -13,11 +14,12 @@ class SchedulerObserver {
  public:
   virtual ~SchedulerObserver() = default;
   virtual void OnScheduled(double queue_seconds) {}
-  virtual void OnPrefillDone(double prefill_seconds) {}
-  virtual void OnFirstToken(double ttft_seconds) {}
+  // `method` is the request's pruning method (dashboards compare TTFT by method).
+  virtual void OnPrefillDone(double prefill_seconds, PruningMethod method) {}
+  virtual void OnFirstToken(double ttft_seconds, PruningMethod method) {}
   virtual void OnToken(double inter_token_seconds) {}
   virtual void OnFinished(FinishReason reason, const RequestUsage& usage,
-                          const RequestTiming& timing) {}
+                          const RequestTiming& timing, PruningMethod method) {}
   virtual void OnFailed(absl::StatusCode code) {}
   virtual void OnPreempted() {}
   virtual void OnQueueState(int running, int waiting, double kv_usage) {}

@@ -19,8 +19,11 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 }
 
 GenerationService::GenerationService(LoadedModel* model, Scheduler* scheduler,
-                                     ServerMetrics* metrics)
-    : model_(model), scheduler_(scheduler), metrics_(metrics) {}
+                                     ServerMetrics* metrics, PruningConfig default_pruning)
+    : model_(model),
+      scheduler_(scheduler),
+      metrics_(metrics),
+      default_pruning_(default_pruning) {}
 
 grpc::Status GenerationService::Reject(const absl::Status& status) {
   if (metrics_) metrics_->OnRejected(status.code());
@@ -33,10 +36,10 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* context,
   absl::StatusOr<GenerationRequest> converted = ConvertGenerateRequest(
       *request, *model_->tokenizer, absl::StrCat("req-", next_id_.fetch_add(1)));
   if (!converted.ok()) return Reject(converted.status());
-  if (request->has_pruning()) {
-    absl::Status pruning = ValidatePruningOptions(request->pruning(), model_->config.num_layers);
-    if (!pruning.ok()) return Reject(pruning);
-  }
+  absl::StatusOr<PruningConfig> pruning =
+      ConvertPruningOptions(request->pruning(), default_pruning_, model_->config.num_layers);
+  if (!pruning.ok()) return Reject(pruning.status());
+  converted->pruning = *pruning;
   // An unset max_tokens means "up to 16, as far as the context allows", never an error.
   if (!request->sampling().has_max_tokens()) {
     const int room = model_->max_context_length - static_cast<int>(converted->prompt_ids.size());

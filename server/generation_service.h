@@ -15,8 +15,10 @@ namespace claa {
 
 class GenerationService final : public v1::Generation::Service {
  public:
-  // All pointers must outlive the service; metrics may be null.
-  GenerationService(LoadedModel* model, Scheduler* scheduler, ServerMetrics* metrics);
+  // All pointers must outlive the service; metrics may be null. default_pruning applies to
+  // requests without pruning options and fills the fields they leave unset.
+  GenerationService(LoadedModel* model, Scheduler* scheduler, ServerMetrics* metrics,
+                    PruningConfig default_pruning = PruningConfig());
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
@@ -31,6 +33,7 @@ class GenerationService final : public v1::Generation::Service {
   LoadedModel* model_;
   Scheduler* scheduler_;
   ServerMetrics* metrics_;
+  PruningConfig default_pruning_;
   std::atomic<uint64_t> next_id_{0};
 };
 

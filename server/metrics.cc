@@ -17,27 +17,36 @@ const prometheus::Histogram::BucketBoundaries kItlBuckets = {
 const prometheus::Histogram::BucketBoundaries kRequestBuckets = {
     0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
     120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+// Kept prompt fraction: the paper's keep rates 0.1 / 0.2 / 0.4 fall on bucket edges.
+const prometheus::Histogram::BucketBoundaries kKeptRatioBuckets = {
+    0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 0.99, 1.0};
 
 }  // namespace
 
-ServerMetrics::ServerMetrics(const std::string& model_name)
-    : registry_(std::make_shared<prometheus::Registry>()), model_name_(model_name) {
+ServerMetrics::ServerMetrics(const std::string& model_name, const std::string& role)
+    : registry_(std::make_shared<prometheus::Registry>()), model_name_(model_name), role_(role) {
   const prometheus::Labels labels = {{"model_name", model_name}};
   auto histogram = [&](const char* name, const char* help,
                        const prometheus::Histogram::BucketBoundaries& buckets) {
     return &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_).Add(labels,
                                                                                          buckets);
   };
-  ttft_ = histogram("claa_time_to_first_token_seconds",
-                    "Time from request arrival to its first generated token.", kTtftBuckets);
+  auto family = [&](const char* name, const char* help) {
+    return &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_);
+  };
+  // Labelled {model_name, role, method}: TTFT by pruning method is what CLAA is judged on.
+  ttft_ = family("claa_time_to_first_token_seconds",
+                 "Time from request arrival to its first generated token.");
+  e2e_ = family("claa_e2e_request_latency_seconds",
+                "Time from request arrival to its completion.");
+  prefill_ = family("claa_request_prefill_time_seconds",
+                    "Duration of the step that prefilled a request's prompt.");
+  kept_ratio_ = family("claa_prompt_kept_ratio",
+                       "Fraction of each request's prompt tokens kept by pruning (1 = none).");
   itl_ = histogram("claa_inter_token_latency_seconds", "Time between consecutive tokens.",
                    kItlBuckets);
-  e2e_ = histogram("claa_e2e_request_latency_seconds",
-                   "Time from request arrival to its completion.", kRequestBuckets);
   queue_ = histogram("claa_request_queue_time_seconds",
                      "Time a request waited before its first scheduling.", kRequestBuckets);
-  prefill_ = histogram("claa_request_prefill_time_seconds",
-                       "Duration of the step that prefilled a request's prompt.", kRequestBuckets);
   auto counter = [&](const char* name, const char* help) {
     return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry_).Add(labels);
   };
@@ -75,17 +84,34 @@ absl::StatusOr<int> ServerMetrics::StartExposer(const std::string& host, int por
 }
 
 void ServerMetrics::OnScheduled(double s) { queue_->Observe(s); }
-void ServerMetrics::OnPrefillDone(double s) { prefill_->Observe(s); }
-void ServerMetrics::OnFirstToken(double s) { ttft_->Observe(s); }
+prometheus::Histogram& ServerMetrics::ByMethod(
+    prometheus::Family<prometheus::Histogram>* family,
+    const prometheus::Histogram::BucketBoundaries& buckets, PruningMethod method) {
+  // Family::Add returns the existing child for known labels (it is thread-safe).
+  return family->Add(
+      {{"model_name", model_name_}, {"role", role_}, {"method", PruningMethodName(method)}},
+      buckets);
+}
+
+void ServerMetrics::OnPrefillDone(double s, PruningMethod method) {
+  ByMethod(prefill_, kRequestBuckets, method).Observe(s);
+}
+void ServerMetrics::OnFirstToken(double s, PruningMethod method) {
+  ByMethod(ttft_, kTtftBuckets, method).Observe(s);
+}
 void ServerMetrics::OnToken(double s) { itl_->Observe(s); }
 
 void ServerMetrics::OnFinished(FinishReason reason, const RequestUsage& usage,
-                               const RequestTiming& timing) {
+                               const RequestTiming& timing, PruningMethod method) {
   success_->Add({{"model_name", model_name_}, {"finished_reason", FinishReasonName(reason)}})
       .Increment();
   prompt_tokens_->Increment(usage.prompt_tokens);
   generation_tokens_->Increment(usage.completion_tokens);
-  e2e_->Observe(timing.e2e_seconds);
+  ByMethod(e2e_, kRequestBuckets, method).Observe(timing.e2e_seconds);
+  if (usage.prompt_tokens > 0) {
+    ByMethod(kept_ratio_, kKeptRatioBuckets, method)
+        .Observe(double(usage.kept_prompt_tokens) / usage.prompt_tokens);
+  }
 }
 
 void ServerMetrics::OnFailed(absl::StatusCode code) { OnRejected(code); }

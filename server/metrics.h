@@ -20,18 +20,19 @@ namespace claa {
 
 class ServerMetrics : public SchedulerObserver {
  public:
-  explicit ServerMetrics(const std::string& model_name);
+  // role labels the latency histograms ("unified" for a server that prefills and decodes).
+  explicit ServerMetrics(const std::string& model_name, const std::string& role = "unified");
 
   // Serves /metrics on host:port (port 0 picks a free one). Returns the bound port.
   absl::StatusOr<int> StartExposer(const std::string& host, int port);
 
   // SchedulerObserver
   void OnScheduled(double queue_seconds) override;
-  void OnPrefillDone(double prefill_seconds) override;
-  void OnFirstToken(double ttft_seconds) override;
+  void OnPrefillDone(double prefill_seconds, PruningMethod method) override;
+  void OnFirstToken(double ttft_seconds, PruningMethod method) override;
   void OnToken(double inter_token_seconds) override;
-  void OnFinished(FinishReason reason, const RequestUsage& usage,
-                  const RequestTiming& timing) override;
+  void OnFinished(FinishReason reason, const RequestUsage& usage, const RequestTiming& timing,
+                  PruningMethod method) override;
   void OnFailed(absl::StatusCode code) override;
   void OnPreempted() override;
   void OnQueueState(int running, int waiting, double kv_usage) override;
@@ -44,12 +45,19 @@ class ServerMetrics : public SchedulerObserver {
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  // The histogram of `family` for this server and `method` (created on first use).
+  prometheus::Histogram& ByMethod(prometheus::Family<prometheus::Histogram>* family,
+                                  const prometheus::Histogram::BucketBoundaries& buckets,
+                                  PruningMethod method);
+
   std::string model_name_;
-  prometheus::Histogram* ttft_;
+  std::string role_;
+  prometheus::Family<prometheus::Histogram>* ttft_;
   prometheus::Histogram* itl_;
-  prometheus::Histogram* e2e_;
+  prometheus::Family<prometheus::Histogram>* e2e_;
   prometheus::Histogram* queue_;
-  prometheus::Histogram* prefill_;
+  prometheus::Family<prometheus::Histogram>* prefill_;
+  prometheus::Family<prometheus::Histogram>* kept_ratio_;
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generation_tokens_;
   prometheus::Counter* preemptions_;

@@ -21,35 +21,28 @@ bool IsPrintableAscii(const std::string& s) {
 
 }  // namespace
 
-absl::Status ValidatePruningOptions(const v1::PruningOptions& p, int num_layers) {
-  if (!v1::PruningOptions::Method_IsValid(p.method())) {
-    return Invalid("pruning.method", absl::StrCat("unknown method ", p.method()));
+absl::StatusOr<PruningConfig> ConvertPruningOptions(const v1::PruningOptions& p,
+                                                    const PruningConfig& server_default,
+                                                    int num_layers) {
+  PruningOverrides o;
+  switch (p.method()) {
+    case v1::PruningOptions::METHOD_UNSPECIFIED: break;
+    case v1::PruningOptions::FULL: o.method = PruningMethod::kFull; break;
+    case v1::PruningOptions::CLAA: o.method = PruningMethod::kClaa; break;
+    case v1::PruningOptions::FASTKV: o.method = PruningMethod::kFastKv; break;
+    case v1::PruningOptions::GEMFILTER: o.method = PruningMethod::kGemFilter; break;
+    default: return Invalid("pruning.method", absl::StrCat("unknown method ", p.method()));
   }
-  if (p.has_keep_ratio() && !(p.keep_ratio() > 0.0f && p.keep_ratio() <= 1.0f)) {
-    return Invalid("pruning.keep_ratio", absl::StrCat("must be in (0, 1], got ", p.keep_ratio()));
+  if (p.has_keep_ratio()) {
+    // NaN fails the range check below; a float's exact double value is fine for the ratio.
+    o.keep_ratio = double(p.keep_ratio());
   }
-  if (p.has_pruning_layer() && (p.pruning_layer() < 0 || p.pruning_layer() >= num_layers)) {
-    return Invalid("pruning.pruning_layer",
-                   absl::StrCat("must be in [0, ", num_layers, "), got ", p.pruning_layer()));
-  }
-  if (p.has_window() && (p.window() < 1 || p.window() > 1024)) {
-    return Invalid("pruning.window", absl::StrCat("must be in [1, 1024], got ", p.window()));
-  }
-  if (p.has_aggregation_layers() &&
-      (p.aggregation_layers() < 1 || p.aggregation_layers() > num_layers)) {
-    return Invalid("pruning.aggregation_layers",
-                   absl::StrCat("must be in [1, ", num_layers, "], got ", p.aggregation_layers()));
-  }
-  if (p.has_min_layer() && (p.min_layer() < 0 || p.min_layer() >= num_layers)) {
-    return Invalid("pruning.min_layer",
-                   absl::StrCat("must be in [0, ", num_layers, "), got ", p.min_layer()));
-  }
-  if (p.has_pooling_kernel() &&
-      (p.pooling_kernel() < 1 || p.pooling_kernel() % 2 == 0 || p.pooling_kernel() > 255)) {
-    return Invalid("pruning.pooling_kernel",
-                   absl::StrCat("must be odd and in [1, 255], got ", p.pooling_kernel()));
-  }
-  return absl::OkStatus();
+  if (p.has_pruning_layer()) o.pruning_layer = p.pruning_layer();
+  if (p.has_window()) o.window = p.window();
+  if (p.has_aggregation_layers()) o.aggregation_layers = p.aggregation_layers();
+  if (p.has_min_layer()) o.min_layer = p.min_layer();
+  if (p.has_pooling_kernel()) o.pooling_kernel = p.pooling_kernel();
+  return ResolvePruningConfig(server_default, o, num_layers);
 }
 
 absl::StatusOr<GenerationRequest> ConvertGenerateRequest(const v1::GenerateRequest& request,

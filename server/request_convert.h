@@ -22,8 +22,12 @@ absl::StatusOr<GenerationRequest> ConvertGenerateRequest(const v1::GenerateReque
                                                          const Tokenizer& tokenizer,
                                                          const std::string& generated_id);
 
-// Range checks of the pruning options (applied by the CLAA issue; accepted now).
-absl::Status ValidatePruningOptions(const v1::PruningOptions& pruning, int num_layers);
+// The request's pruning options applied over the server's default (METHOD_UNSPECIFIED and unset
+// fields take the default; a different method brings its own layer defaults, DESIGN.md §2).
+// InvalidArgument naming the field on nonsense.
+absl::StatusOr<PruningConfig> ConvertPruningOptions(const v1::PruningOptions& pruning,
+                                                    const PruningConfig& server_default,
+                                                    int num_layers);
 
 v1::FinishReason ToProto(FinishReason reason);
 

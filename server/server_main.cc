@@ -37,6 +37,11 @@ ABSL_FLAG(int, kv_cache_mb, 512,
 ABSL_FLAG(int, block_size, 16, "Tokens per paged KV cache block.");
 ABSL_FLAG(int, max_waiting, 256,
           "Requests queued for admission; beyond it Generate returns RESOURCE_EXHAUSTED.");
+ABSL_FLAG(std::string, pruning_method, "full",
+          "Prompt pruning for requests that do not choose one: full (none), claa, fastkv or "
+          "gemfilter. Layers and window follow the paper's settings scaled to the model depth.");
+ABSL_FLAG(double, keep_ratio, 0.2,
+          "Fraction of the prompt a pruned prefill keeps when the request does not say, (0, 1].");
 ABSL_FLAG(int, max_running, 64, "Requests decoded together in one batched step.");
 ABSL_FLAG(int, max_prefill_tokens, 4096,
           "Prompt tokens prefilled in one step; a longer prompt runs alone.");
@@ -82,6 +87,18 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<claa::LoadedModel>> model = claa::LoadModel(load);
   if (!model.ok()) return Fail(std::string(model.status().ToString()));
 
+  absl::StatusOr<claa::PruningMethod> method =
+      claa::ParsePruningMethod(absl::GetFlag(FLAGS_pruning_method));
+  if (!method.ok() || *method == claa::PruningMethod::kOracle) {
+    return Fail("--pruning_method must be full, claa, fastkv or gemfilter");
+  }
+  const claa::PruningConfig default_pruning = claa::DefaultPruningConfig(
+      *method, (*model)->config.num_layers, absl::GetFlag(FLAGS_keep_ratio));
+  if (absl::Status s = claa::ValidatePruningConfig(default_pruning, (*model)->config.num_layers);
+      !s.ok()) {
+    return Fail(absl::StrCat("--keep_ratio: ", s.message()));
+  }
+
   claa::ServerMetrics metrics((*model)->name);
   const std::string host = absl::GetFlag(FLAGS_host);
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
@@ -99,7 +116,7 @@ int main(int argc, char** argv) {
     return Fail("--max_waiting, --max_running and --max_prefill_tokens must be >= 1");
   }
   claa::Scheduler scheduler(model->get(), sched, &metrics);
-  claa::GenerationService service(model->get(), &scheduler, &metrics);
+  claa::GenerationService service(model->get(), &scheduler, &metrics, default_pruning);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -14,9 +14,11 @@ absl::Status RunToCompletion(LoadedModel& model, GenerationSequence& seq,
   while (!seq.finished()) {
     CLAA_RETURN_IF_ERROR(
         ReserveTokens(model.runner->block_manager(), seq.kv(), seq.TotalAfterForward()));
-    ForwardItem item{seq.kv(), seq.PendingTokens(), seq.start_pos()};
+    ForwardItem item = seq.NextItem();
     CLAA_RETURN_IF_ERROR(model.runner->Forward(absl::MakeConstSpan(&item, 1), &logits));
     seq.MarkFed();
+    TrimBlocks(model.runner->block_manager(), seq.kv());
+    if (!seq.CaughtUp()) continue;
     CLAA_ASSIGN_OR_RETURN(TokenOutput out, seq.OnLogits(logits));
     result.token_ids.push_back(out.token);
     result.text += out.text;
@@ -34,7 +36,8 @@ absl::Status RunToCompletion(LoadedModel& model, GenerationSequence& seq,
 absl::StatusOr<GenerationResult> Generate(LoadedModel& model, GenerationRequest request,
                                           const std::function<void(const TokenOutput&)>& on_token) {
   CLAA_RETURN_IF_ERROR(ValidateGenerationRequest(request, model.config.vocab_size,
-                                                 model.max_context_length));
+                                                 model.max_context_length,
+                                                 model.config.num_layers));
   const uint64_t seed = request.sampling.seed.value_or(0);
   GenerationSequence seq(std::move(request), model.tokenizer.get(), model.eos_token_ids,
                          model.max_context_length, model.config.num_layers, seed);

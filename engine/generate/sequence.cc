@@ -9,7 +9,7 @@
 namespace claa {
 
 absl::Status ValidateGenerationRequest(const GenerationRequest& request, int vocab_size,
-                                       int max_context_length) {
+                                       int max_context_length, int num_layers) {
   const int n = static_cast<int>(request.prompt_ids.size());
   if (n == 0) return absl::InvalidArgumentError("prompt: must not be empty");
   for (int i = 0; i < n; ++i) {
@@ -36,6 +36,10 @@ absl::Status ValidateGenerationRequest(const GenerationRequest& request, int voc
         max_context_length - n));
   }
   CLAA_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling, vocab_size));
+  if (request.pruning.method == PruningMethod::kOracle) {
+    return absl::InvalidArgumentError("pruning.method: oracle is for evaluation only");
+  }
+  CLAA_RETURN_IF_ERROR(ValidatePruningConfig(request.pruning, num_layers));
   StopConditions conditions;
   conditions.max_tokens = request.max_tokens;
   conditions.stop_token_ids = request.stop_token_ids;
@@ -55,10 +59,29 @@ GenerationSequence::GenerationSequence(GenerationRequest request, const Tokenize
       stop_matcher_(request_.stop_strings),
       decoder_(*tokenizer, request_.skip_special_tokens),
       kv_(num_layers),
-      all_tokens_(request_.prompt_ids) {}
+      all_tokens_(request_.prompt_ids),
+      kept_prompt_tokens_(static_cast<int>(request_.prompt_ids.size())) {
+  prefill_.pruning = request_.pruning;
+  prefill_.report = &report_;
+}
 
 absl::Span<const int32_t> GenerationSequence::PendingTokens() const {
-  return absl::MakeConstSpan(all_tokens_).subspan(fed_);
+  auto all = absl::MakeConstSpan(all_tokens_);
+  if (fed_ == 0 && request_.pruning.prunes()) return all.first(request_.prompt_ids.size());
+  return all.subspan(fed_);
+}
+
+ForwardItem GenerationSequence::NextItem() {
+  const bool pruned_prefill = fed_ == 0 && request_.pruning.prunes();
+  return ForwardItem{&kv_, PendingTokens(), kv_.num_positions,
+                     pruned_prefill ? &prefill_ : nullptr};
+}
+
+void GenerationSequence::MarkFed() {
+  if (fed_ == 0 && request_.pruning.prunes()) {
+    kept_prompt_tokens_ = static_cast<int>(report_.kept_tokens.size());
+  }
+  fed_ += static_cast<int>(PendingTokens().size());
 }
 
 std::string GenerationSequence::FlushText() {

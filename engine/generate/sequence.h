@@ -11,7 +11,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/pruning/pruning_config.h"
 #include "engine/runtime/kv_cache.h"
+#include "engine/runtime/llama_model.h"
+#include "engine/runtime/prefill_pruner.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sampling/sampling_params.h"
 #include "engine/sampling/stop_conditions.h"
@@ -29,6 +32,8 @@ struct GenerationRequest {
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
   bool skip_special_tokens = true;
+  // Prompt pruning of the prefill (method kFull: none). Must be valid for the model.
+  PruningConfig pruning;
 };
 
 // What one generated token produced.
@@ -41,9 +46,9 @@ struct TokenOutput {
 };
 
 // Checks a request against the model: prompt non-empty, ids in range, prompt + max_tokens
-// within the context, sampling and stop conditions valid. Messages name the offending field.
+// within the context, sampling, stop conditions and pruning valid. Messages name the offending field.
 absl::Status ValidateGenerationRequest(const GenerationRequest& request, int vocab_size,
-                                       int max_context_length);
+                                       int max_context_length, int num_layers);
 
 class GenerationSequence {
  public:
@@ -54,20 +59,32 @@ class GenerationSequence {
 
   const GenerationRequest& request() const { return request_; }
   SequenceKv* kv() { return &kv_; }
-  // Tokens the model has not seen yet: the prompt first, then the last sampled token.
+  // Tokens the model has not seen yet: the prompt first, then the last sampled token. A pruned
+  // prompt is fed on its own (pruning needs exactly the whole prompt), so after a preemption the
+  // generated tokens follow in a second forward.
   absl::Span<const int32_t> PendingTokens() const;
-  // Position of PendingTokens()[0].
+  // The forward item for PendingTokens(): positions continue from the cache (a GemFilter prompt
+  // continues at its kept count), and the first prefill carries the pruning options.
+  ForwardItem NextItem();
+  // Tokens fed so far (prompt + generated); 0 means the next forward is the prefill.
   int start_pos() const { return fed_; }
-  // Total tokens (prompt + generated) the KV cache must hold after the next forward.
-  int TotalAfterForward() const { return static_cast<int>(all_tokens_.size()); }
+  // KV slots the sequence must have reserved for the next forward.
+  int TotalAfterForward() const {
+    return kv_.max_layer_length() + static_cast<int>(PendingTokens().size());
+  }
   // Marks PendingTokens() as fed to the model.
-  void MarkFed() { fed_ = static_cast<int>(all_tokens_.size()); }
-  // Preemption by recompute: the caller has released kv()'s blocks; the next forward re-feeds
+  void MarkFed();
+  // True when every token is fed, so the last forward's logits are for sampling. False after
+  // the prompt-only forward of a pruned recompute.
+  bool CaughtUp() const { return fed_ == static_cast<int>(all_tokens_.size()); }
+  // Preemption by recompute: the caller has released kv()'s blocks; the next forwards re-feed
   // the prompt and every generated token, so no output is lost or repeated.
   void ResetForRecompute() {
     kv_ = SequenceKv(static_cast<int>(kv_.layer_lengths.size()));
     fed_ = 0;
   }
+  // Prompt tokens the prefill kept (the prompt length without pruning).
+  int kept_prompt_tokens() const { return kept_prompt_tokens_; }
 
   // Samples from the logits of the last fed token, appends the token and applies the stop
   // conditions. Must not be called once finished().
@@ -93,6 +110,9 @@ class GenerationSequence {
   std::vector<int32_t> all_tokens_;  // prompt followed by generated tokens
   std::vector<int32_t> generated_;
   int fed_ = 0;
+  PrefillOptions prefill_;
+  PrefillReport report_;
+  int kept_prompt_tokens_ = 0;
   FinishReason finish_ = FinishReason::kNone;
 };
 

@@ -24,6 +24,8 @@ const char* PruningMethodName(PruningMethod method);
 absl::StatusOr<PruningMethod> ParsePruningMethod(absl::string_view name);
 
 // A fully resolved configuration: every field is set and consistent with the model's depth.
+// The default-constructed one (no pruning) is valid for any depth; DefaultPruningConfig gives
+// the paper's settings for a method.
 struct PruningConfig {
   PruningMethod method = PruningMethod::kFull;
   // Fraction of the prompt kept (propagated tokens and per-layer cache capacity), in (0, 1].
@@ -34,9 +36,9 @@ struct PruningConfig {
   // The last `window` prompt positions score the prefix and are always kept.
   int window = 8;
   // CLAA's n: the rolling window of layers whose scores are aggregated (ends at pruning_layer).
-  int aggregation_layers = 4;
+  int aggregation_layers = 1;
   // Layers below keep the full prompt KV ("deferred early compression").
-  int min_layer = 4;
+  int min_layer = 0;
   // Average pooling over positions of the window scores (odd).
   int pooling_kernel = 7;
 

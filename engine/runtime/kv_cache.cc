@@ -25,6 +25,14 @@ absl::Status ReserveTokens(BlockManager& manager, SequenceKv* kv, int new_total)
   return absl::OkStatus();
 }
 
+void TrimBlocks(BlockManager& manager, SequenceKv* kv) {
+  const size_t keep = size_t(manager.BlocksFor(kv->max_layer_length()));
+  if (kv->blocks.size() <= keep) return;
+  std::vector<int> spare(kv->blocks.begin() + keep, kv->blocks.end());
+  kv->blocks.resize(keep);
+  manager.Free(spare);
+}
+
 void ReleaseSequence(BlockManager& manager, SequenceKv* kv) {
   manager.Free(kv->blocks);
   kv->blocks.clear();

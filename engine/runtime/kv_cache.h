@@ -46,6 +46,10 @@ struct SequenceKv {
 // ResourceExhausted from the manager leaves kv unchanged.
 absl::Status ReserveTokens(BlockManager& manager, SequenceKv* kv, int new_total);
 
+// Frees the blocks past what the longest layer needs (a pruned prefill leaves fewer slots in
+// use than it reserved).
+void TrimBlocks(BlockManager& manager, SequenceKv* kv);
+
 // Frees all of kv's blocks and resets its lengths and position to 0 (the layer count stays).
 void ReleaseSequence(BlockManager& manager, SequenceKv* kv);
 

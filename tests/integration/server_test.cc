@@ -233,6 +233,42 @@ TEST_F(BuiltinServerTest, MetricsExposeTtftHistogram) {
   EXPECT_TRUE(server_->MetricValue("claa_request_success_total").has_value());
 }
 
+// Each pruning method over gRPC: the usage reports the kept prompt tokens the policy promises
+// (ceil(keep_ratio * prompt), at least the 8-token window), and the kept ratio is exported per
+// method.
+TEST_F(BuiltinServerTest, PrunedRequestsReportKeptPromptTokens) {
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 100; ++i) prompt.push_back(3 + (i * 11) % 250);
+  for (auto method : {v1::PruningOptions::CLAA, v1::PruningOptions::FASTKV,
+                      v1::PruningOptions::GEMFILTER, v1::PruningOptions::FULL}) {
+    SCOPED_TRACE(v1::PruningOptions::Method_Name(method));
+    v1::GenerateRequest req = GreedyIds(prompt, 5);
+    req.mutable_sampling()->set_ignore_eos(true);
+    req.mutable_pruning()->set_method(method);
+    req.mutable_pruning()->set_keep_ratio(0.25f);
+    StreamResult r = RunGenerate(server_->stub(), req);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    ASSERT_TRUE(r.complete.has_value());
+    EXPECT_EQ(r.ids.size(), 5u);
+    EXPECT_EQ(r.complete->usage().prompt_tokens(), 100u);
+    EXPECT_EQ(r.complete->usage().kept_prompt_tokens(),
+              method == v1::PruningOptions::FULL ? 100u : 25u);
+  }
+  const std::string metrics = server_->FetchMetrics();
+  EXPECT_NE(metrics.find("claa_prompt_kept_ratio_count{method=\"claa\""), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("claa_time_to_first_token_seconds_count{method=\"gemfilter\""),
+            std::string::npos);
+
+  // A layer beyond the model's 4 is the client's mistake.
+  v1::GenerateRequest bad = GreedyIds(prompt, 5);
+  bad.mutable_pruning()->set_method(v1::PruningOptions::CLAA);
+  bad.mutable_pruning()->set_pruning_layer(4);
+  StreamResult r = RunGenerate(server_->stub(), bad);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(r.status.error_message().find("pruning.pruning_layer"), std::string::npos);
+}
+
 class StoriesServerTest : public ::testing::Test {};
 
 TEST_F(StoriesServerTest, GreedyStreamingMatchesExpectedAndBatchingKeepsIt) {

@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "engine/generate/generate.h"
 #include "gtest/gtest.h"
 
@@ -82,7 +83,7 @@ TEST(SchedulerTest, BatchedAndPreemptedRequestsMatchLoneGeneration) {
   Scheduler scheduler(model.get(), SchedulerOptions{}, &observer);
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (int i = 0; i < kRequests; ++i) {
-    auto s = scheduler.Submit(Greedy("r" + std::to_string(i), Prompt(30 + 5 * i, i), 180));
+    auto s = scheduler.Submit(Greedy(absl::StrCat("r", i), Prompt(30 + 5 * i, i), 180));
     ASSERT_TRUE(s.ok()) << s.status();
     streams.push_back(*s);
   }
@@ -92,6 +93,52 @@ TEST(SchedulerTest, BatchedAndPreemptedRequestsMatchLoneGeneration) {
     EXPECT_EQ(c.last.finish, FinishReason::kLength);
     EXPECT_EQ(c.ids, want[i]) << "request " << i;
     EXPECT_EQ(c.last.usage.completion_tokens, 180);
+  }
+  EXPECT_GT(observer.count.load(), 0) << "the KV budget was meant to force preemption";
+  scheduler.Shutdown();
+  EXPECT_EQ(model->runner->block_manager().num_used(), 0);
+}
+
+// Pruned prefills (CLAA, FastKV, GemFilter) batched with each other under preemption: a
+// recomputed pruned request re-prunes its prompt and then re-feeds its generated tokens, and
+// every request streams what a lone Generate with the same pruning gives.
+TEST(SchedulerTest, PrunedRequestsBatchedAndPreemptedMatchLoneGeneration) {
+  const int64_t kv_bytes = 48 * 16 * KvBytesPerToken(Builtin(int64_t{8} << 20)->config);
+  auto model = Builtin(kv_bytes);
+  const int layers = model->config.num_layers;
+  const PruningMethod methods[] = {PruningMethod::kClaa, PruningMethod::kFastKv,
+                                   PruningMethod::kGemFilter};
+  constexpr int kRequests = 6;
+  auto request = [&](const std::string& id, int i) {
+    GenerationRequest r = Greedy(id, Prompt(120 + 10 * i, i), 150);
+    r.pruning = DefaultPruningConfig(methods[i % 3], layers, 0.3);
+    return r;
+  };
+  std::vector<std::vector<int32_t>> want(kRequests);
+  for (int i = 0; i < kRequests; ++i) {
+    auto r = Generate(*model, request("solo", i));
+    ASSERT_TRUE(r.ok()) << r.status();
+    want[i] = r->token_ids;
+  }
+  struct Preemptions : SchedulerObserver {
+    std::atomic<int> count{0};
+    void OnPreempted() override { ++count; }
+  } observer;
+  Scheduler scheduler(model.get(), SchedulerOptions{}, &observer);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < kRequests; ++i) {
+    auto s = scheduler.Submit(request(absl::StrCat("r", i), i));
+    ASSERT_TRUE(s.ok()) << s.status();
+    streams.push_back(*s);
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    Collected c = Drain(*streams[i]);
+    ASSERT_EQ(c.last.kind, RequestEvent::Kind::kComplete) << c.last.error;
+    EXPECT_EQ(c.ids, want[i]) << "request " << i;
+    const int prompt = 120 + 10 * i;
+    EXPECT_EQ(c.last.usage.prompt_tokens, prompt);
+    EXPECT_EQ(c.last.usage.kept_prompt_tokens,
+              DefaultPruningConfig(methods[i % 3], layers, 0.3).KeepCount(prompt));
   }
   EXPECT_GT(observer.count.load(), 0) << "the KV budget was meant to force preemption";
   scheduler.Shutdown();
@@ -108,7 +155,7 @@ TEST(SchedulerTest, FullQueueIsResourceExhausted) {
   ASSERT_TRUE(first.ok());
   int exhausted = 0;
   for (int i = 0; i < 3; ++i) {
-    auto s = scheduler.Submit(Greedy("b" + std::to_string(i), Prompt(8, 2), 4));
+    auto s = scheduler.Submit(Greedy(absl::StrCat("b", i), Prompt(8, 2), 4));
     if (!s.ok()) {
       EXPECT_EQ(s.status().code(), absl::StatusCode::kResourceExhausted);
       EXPECT_NE(s.status().message().find("queue is full"), std::string::npos);

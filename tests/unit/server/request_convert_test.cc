@@ -1,6 +1,8 @@
 // Conversion of public GenerateRequests: defaults, tokenization, and errors naming the field.
 #include "server/request_convert.h"
 
+#include <cmath>
+
 #include "gtest/gtest.h"
 
 namespace claa {
@@ -90,9 +92,34 @@ TEST_F(RequestConvertTest, ErrorsNameTheField) {
   expect_error(r, "sampling.max_tokens");
 }
 
-TEST(PruningOptionsTest, RangesAreChecked) {
+TEST(PruningOptionsTest, DefaultsAndOverrides) {
+  const PruningConfig server = DefaultPruningConfig(PruningMethod::kFull, 32, 0.2);
   v1::PruningOptions p;
-  EXPECT_TRUE(ValidatePruningOptions(p, 32).ok());
+  auto none = ConvertPruningOptions(p, server, 32);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->method, PruningMethod::kFull);
+  p.set_method(v1::PruningOptions::CLAA);
+  auto claa = ConvertPruningOptions(p, server, 32);
+  ASSERT_TRUE(claa.ok());
+  EXPECT_EQ(claa->method, PruningMethod::kClaa);
+  EXPECT_DOUBLE_EQ(claa->keep_ratio, 0.2);  // the server's keep ratio
+  EXPECT_EQ(claa->pruning_layer, 15);
+  p.set_method(v1::PruningOptions::GEMFILTER);
+  p.set_keep_ratio(0.4f);
+  auto gem = ConvertPruningOptions(p, server, 32);
+  ASSERT_TRUE(gem.ok());
+  EXPECT_EQ(gem->pruning_layer, 13);
+  EXPECT_NEAR(gem->keep_ratio, 0.4, 1e-7);
+  // METHOD_UNSPECIFIED takes the server's method.
+  const PruningConfig claa_server = DefaultPruningConfig(PruningMethod::kClaa, 32, 0.1);
+  auto unspecified = ConvertPruningOptions(v1::PruningOptions(), claa_server, 32);
+  ASSERT_TRUE(unspecified.ok());
+  EXPECT_EQ(unspecified->method, PruningMethod::kClaa);
+}
+
+TEST(PruningOptionsTest, RangesAreChecked) {
+  const PruningConfig server = DefaultPruningConfig(PruningMethod::kFull, 32, 0.2);
+  v1::PruningOptions p;
   p.set_method(v1::PruningOptions::CLAA);
   p.set_keep_ratio(0.2f);
   p.set_pruning_layer(15);
@@ -100,13 +127,16 @@ TEST(PruningOptionsTest, RangesAreChecked) {
   p.set_aggregation_layers(4);
   p.set_min_layer(4);
   p.set_pooling_kernel(7);
-  EXPECT_TRUE(ValidatePruningOptions(p, 32).ok());
-  auto field_of = [](const v1::PruningOptions& bad) {
-    absl::Status s = ValidatePruningOptions(bad, 32);
+  EXPECT_TRUE(ConvertPruningOptions(p, server, 32).ok());
+  auto field_of = [&](const v1::PruningOptions& bad) {
+    absl::Status s = ConvertPruningOptions(bad, server, 32).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
     return std::string(s.message().substr(0, s.message().find(':')));
   };
   v1::PruningOptions bad = p;
   bad.set_keep_ratio(1.5f);
+  EXPECT_EQ(field_of(bad), "pruning.keep_ratio");
+  bad.set_keep_ratio(std::nanf(""));
   EXPECT_EQ(field_of(bad), "pruning.keep_ratio");
   bad = p;
   bad.set_pruning_layer(32);
@@ -117,6 +147,12 @@ TEST(PruningOptionsTest, RangesAreChecked) {
   bad = p;
   bad.set_window(0);
   EXPECT_EQ(field_of(bad), "pruning.window");
+  bad = p;
+  bad.set_aggregation_layers(17);  // reaches below layer 0 from layer 15
+  EXPECT_EQ(field_of(bad), "pruning.aggregation_layers");
+  bad = p;
+  bad.set_method(static_cast<v1::PruningOptions::Method>(42));
+  EXPECT_EQ(field_of(bad), "pruning.method");
 }
 
 }  // namespace
