@@ -3,6 +3,7 @@
 //                     [--greedy] [--json]
 //   claa-cli tokenize --tokenizer FILE [--add_special_tokens]   (stdin: one JSON string a line)
 //   claa-cli detokenize --tokenizer FILE                        (stdin: one JSON id array a line)
+//   claa-cli oracle / eval                                      (see cli_eval.h)
 #include <iostream>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "server/flags_usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "server/cli_eval.h"
 #include "absl/strings/strip.h"
 #include "engine/generate/generate.h"
 #include "engine/generate/loaded_model.h"
@@ -20,17 +22,23 @@
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, model, "",
-          "generate: Hugging Face model directory; empty uses the built-in demo model.");
-ABSL_FLAG(std::string, prompt, "", "generate: prompt text (tokenized with special tokens).");
+          "generate/oracle/eval: Hugging Face model directory; empty uses the built-in demo "
+          "model.");
+ABSL_FLAG(std::string, prompt, "",
+          "generate/oracle: prompt text (tokenized with special tokens).");
 ABSL_FLAG(std::string, prompt_ids, "", "generate: prompt as comma-separated token ids.");
-ABSL_FLAG(int, max_tokens, 16, "generate: tokens to generate at most.");
+ABSL_FLAG(int, max_tokens, 16, "generate/oracle/eval: tokens to generate at most.");
 ABSL_FLAG(bool, greedy, false, "generate: greedy decoding (same as --temperature=0).");
 ABSL_FLAG(float, temperature, 1.0f, "generate: sampling temperature (0 = greedy).");
 ABSL_FLAG(float, top_p, 1.0f, "generate: nucleus sampling mass in (0, 1].");
 ABSL_FLAG(int, top_k, 0, "generate: keep the k most likely tokens (0 = off).");
 ABSL_FLAG(int64_t, seed, 0, "generate: random seed.");
 ABSL_FLAG(bool, ignore_eos, false, "generate: keep going past the end-of-sequence token.");
-ABSL_FLAG(int, tp, 1, "generate: tensor-parallel ranks (CPU threads).");
+ABSL_FLAG(int, tp, 1, "generate/oracle/eval: tensor-parallel ranks (CPU threads).");
+ABSL_FLAG(std::string, pruning_method, "full",
+          "generate: prompt pruning: full, claa, fastkv or gemfilter (paper settings scaled to "
+          "the model's depth).");
+ABSL_FLAG(double, keep_ratio, 0.2, "generate: fraction of the prompt a pruned prefill keeps.");
 ABSL_FLAG(bool, json, false,
           "generate: print one JSON object {\"ids\": [...], \"text\": ..., \"finish_reason\": ...} "
           "instead of streaming text.");
@@ -45,7 +53,13 @@ constexpr char kUsage[] =
     "  claa-cli generate --model DIR (--prompt TEXT | --prompt_ids 1,2,3) --max_tokens N "
     "[--greedy] [--json]\n"
     "  claa-cli tokenize --tokenizer FILE [--add_special_tokens]  < one JSON string per line\n"
-    "  claa-cli detokenize --tokenizer FILE                     < one JSON id array per line\n";
+    "  claa-cli detokenize --tokenizer FILE                     < one JSON id array per line\n"
+    "  claa-cli oracle --model DIR (--prompt TEXT | --prompt_file F) [--max_tokens N] [--top N]\n"
+    "      Answer-Informed Oracle importance of each prompt token (JSON).\n"
+    "  claa-cli eval --model DIR --tasks FILE.jsonl [--out PREFIX] [--methods claa,fastkv,...]\n"
+    "      [--keep_ratios 0.1,0.2,0.4] [--limit N]\n"
+    "      Per-layer Spearman with the oracle, top-k recall and task accuracy per method;\n"
+    "      writes PREFIX.json, PREFIX.svg and PREFIX.md.\n";
 
 int Fail(const std::string& what) {
   std::cerr << "claa-cli: " << what << std::endl;
@@ -86,6 +100,12 @@ int RunGenerate() {
   request.sampling.top_k = absl::GetFlag(FLAGS_top_k);
   request.sampling.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
   request.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  auto method = claa::ParsePruningMethod(absl::GetFlag(FLAGS_pruning_method));
+  if (!method.ok() || *method == claa::PruningMethod::kOracle) {
+    return Fail("--pruning_method must be full, claa, fastkv or gemfilter");
+  }
+  request.pruning = claa::DefaultPruningConfig(*method, (*model)->config.num_layers,
+                                               absl::GetFlag(FLAGS_keep_ratio));
 
   const bool json = absl::GetFlag(FLAGS_json);
   auto result = claa::Generate(**model, std::move(request), [json](const claa::TokenOutput& t) {
@@ -157,7 +177,7 @@ int RunDetokenize() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  claa::ShowFlagsOfFileInHelp("server/cli_main.cc");
+  claa::ShowFlagsOfFileInHelp("server/cli_main.cc", "server/cli_eval.cc");
   absl::SetProgramUsageMessage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) return Fail(std::string("expected one command\n") + kUsage);
@@ -165,5 +185,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return RunGenerate();
   if (command == "tokenize") return RunTokenize();
   if (command == "detokenize") return RunDetokenize();
+  if (command == "oracle") return claa::RunOracleCommand();
+  if (command == "eval") return claa::RunEvalCommand();
   return Fail("unknown command '" + command + "'\n" + kUsage);
 }

@@ -10,10 +10,12 @@
 
 namespace claa {
 
-inline void ShowFlagsOfFileInHelp(std::string main_file_suffix) {
+// Files whose path ends with one of the suffixes have their flags listed.
+inline void ShowFlagsOfFileInHelp(std::string main_file_suffix, std::string other_suffix = "") {
   absl::FlagsUsageConfig config;
-  auto filter = [main_file_suffix](absl::string_view file) {
-    return absl::EndsWith(file, main_file_suffix);
+  auto filter = [main_file_suffix, other_suffix](absl::string_view file) {
+    return absl::EndsWith(file, main_file_suffix) ||
+           (!other_suffix.empty() && absl::EndsWith(file, other_suffix));
   };
   config.contains_helpshort_flags = filter;
   config.contains_help_flags = filter;

@@ -36,8 +36,11 @@ absl::Status ValidateGenerationRequest(const GenerationRequest& request, int voc
         max_context_length - n));
   }
   CLAA_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling, vocab_size));
-  if (request.pruning.method == PruningMethod::kOracle) {
-    return absl::InvalidArgumentError("pruning.method: oracle is for evaluation only");
+  if (request.pruning.method == PruningMethod::kOracle &&
+      request.oracle_scores.size() != request.prompt_ids.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pruning.method: oracle needs one score per prompt token (",
+                     request.oracle_scores.size(), " scores, ", n, " tokens)"));
   }
   CLAA_RETURN_IF_ERROR(ValidatePruningConfig(request.pruning, num_layers));
   StopConditions conditions;
@@ -62,6 +65,7 @@ GenerationSequence::GenerationSequence(GenerationRequest request, const Tokenize
       all_tokens_(request_.prompt_ids),
       kept_prompt_tokens_(static_cast<int>(request_.prompt_ids.size())) {
   prefill_.pruning = request_.pruning;
+  prefill_.oracle_scores = request_.oracle_scores;
   prefill_.report = &report_;
 }
 

@@ -34,6 +34,8 @@ struct GenerationRequest {
   bool skip_special_tokens = true;
   // Prompt pruning of the prefill (method kFull: none). Must be valid for the model.
   PruningConfig pruning;
+  // Method kOracle (evaluation): the ranking to keep by, one score per prompt token.
+  std::vector<float> oracle_scores;
 };
 
 // What one generated token produced.

@@ -71,6 +71,19 @@ TEST(AttentionScoresTest, AveragePoolCountsPadding) {
   EXPECT_FLOAT_EQ(out[3], 7.0f);   // (9 + 12 + 0) / 3
   AveragePool1d(in.data(), 4, 1, out.data());
   EXPECT_EQ(out, in);
+  // Kernel wider than the input: every window sees the whole input plus padding.
+  std::vector<float> two = {3, 6}, two_out(2);
+  AveragePool1d(two.data(), 2, 5, two_out.data());
+  EXPECT_FLOAT_EQ(two_out[0], 1.8f);
+  EXPECT_FLOAT_EQ(two_out[1], 1.8f);
+  // Kernel 7 on ones: the edges see 4, 5, 6 real values of 7.
+  std::vector<float> ones(10, 1.0f), pooled(10);
+  AveragePool1d(ones.data(), 10, 7, pooled.data());
+  EXPECT_FLOAT_EQ(pooled[0], 4.f / 7);
+  EXPECT_FLOAT_EQ(pooled[1], 5.f / 7);
+  EXPECT_FLOAT_EQ(pooled[2], 6.f / 7);
+  EXPECT_FLOAT_EQ(pooled[3], 1.f);
+  EXPECT_FLOAT_EQ(pooled[9], 4.f / 7);
 }
 
 struct RandomQk {
