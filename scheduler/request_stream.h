@@ -27,10 +27,12 @@ struct RequestTiming {
   double queue_seconds = 0;
   double ttft_seconds = 0;
   double e2e_seconds = 0;
+  double prefill_seconds = 0;  // the step that prefilled the prompt
 };
 
 struct RequestEvent {
-  enum class Kind { kChunk, kComplete, kError };
+  // kHandoff: a prefill-only scheduler filed the request's KV under handoff_ticket.
+  enum class Kind { kChunk, kComplete, kError, kHandoff };
   Kind kind = Kind::kChunk;
   // kChunk
   std::vector<int32_t> token_ids;
@@ -42,6 +44,9 @@ struct RequestEvent {
   RequestTiming timing;
   // kError
   absl::Status error;
+  // kHandoff (usage and timing.queue/prefill are set too)
+  std::string handoff_ticket;
+  std::vector<float> last_logits;
 };
 
 class RequestStream {

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/runtime/kv_slots.h"
 #include "engine/util/status_macros.h"
 
 namespace claa {
@@ -20,6 +21,13 @@ struct Scheduler::Entry {
   bool silent = false;  // cancelled: the client is gone, stream nothing
   bool done = false;
   uint64_t admission = 0;  // order of first admission; newest is preempted first
+  // Set until ApplyImports writes the cache in (then the first token is sampled from it).
+  std::unique_ptr<ImportedKv> imported;
+
+  // KV slots this entry needs reserved before its next step.
+  int SlotsNeeded() const {
+    return imported ? imported->max_layer_length() + 1 : seq->TotalAfterForward();
+  }
 
   const std::string& id() const { return seq->request().request_id; }
 };
@@ -40,10 +48,50 @@ Scheduler::Scheduler(LoadedModel* model, SchedulerOptions options, SchedulerObse
 Scheduler::~Scheduler() { Shutdown(); }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(GenerationRequest request) {
+  return Enqueue(std::move(request), nullptr);
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::SubmitImported(GenerationRequest request,
+                                                                         ImportedKv imported) {
+  const ModelConfig& c = model_->config;
+  const size_t row = size_t(c.num_kv_heads) * c.head_dim;
+  if (int(imported.layer_lengths.size()) != c.num_layers || int(imported.k.size()) != c.num_layers ||
+      int(imported.v.size()) != c.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("imported KV has ", imported.layer_lengths.size(),
+                                                   " layers, the model ", c.num_layers));
+  }
+  for (int l = 0; l < c.num_layers; ++l) {
+    const size_t want = size_t(imported.layer_lengths[l]) * row;
+    if (imported.layer_lengths[l] < 0 || imported.k[l].size() != want ||
+        imported.v[l].size() != want) {
+      return absl::InvalidArgumentError(absl::StrCat("imported KV layer ", l, " holds ",
+                                                     imported.k[l].size(), " floats, expected ",
+                                                     want));
+    }
+  }
+  if (int(imported.last_logits.size()) != c.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("imported logits have ",
+                                                   imported.last_logits.size(),
+                                                   " values, the vocabulary ", c.vocab_size));
+  }
+  if (imported.num_positions < 1 ||
+      imported.num_positions + request.max_tokens > model_->max_context_length ||
+      imported.max_layer_length() + request.max_tokens > model_->max_context_length) {
+    return absl::InvalidArgumentError("imported KV does not leave room for max_tokens");
+  }
+  return Enqueue(std::move(request), std::make_unique<ImportedKv>(std::move(imported)));
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Enqueue(
+    GenerationRequest request, std::unique_ptr<ImportedKv> imported) {
   CLAA_RETURN_IF_ERROR(ValidateGenerationRequest(request, model_->config.vocab_size,
                                                  model_->max_context_length,
                                                  model_->config.num_layers));
+  if (imported && options_.handoff_sink != nullptr) {
+    return absl::FailedPreconditionError("a prefill-only scheduler does not decode");
+  }
   auto entry = std::make_unique<Entry>();
+  entry->imported = std::move(imported);
   entry->arrival = absl::Now();
   entry->stream = std::make_shared<RequestStream>();
   std::shared_ptr<RequestStream> stream = entry->stream;
@@ -64,6 +112,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(GenerationReque
                                                       model_->max_context_length,
                                                       model_->config.num_layers, seed);
     by_id_[entry->id()] = entry.get();
+    if (!entry->imported) queued_prompt_tokens_ += entry->seq->num_prompt_tokens();
     waiting_.push_back(std::move(entry));
     num_waiting_ = static_cast<int>(waiting_.size());
   }
@@ -90,6 +139,8 @@ void Scheduler::Cancel(const std::string& request_id) {
   cv_.notify_one();
 }
 
+void Scheduler::Wake() { cv_.notify_one(); }
+
 void Scheduler::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -112,7 +163,13 @@ void Scheduler::WorkerLoop() {
       AdmitLocked();
     }
     ReportQueueState();
-    Step();
+    ApplyImports();
+    if (!Step()) {
+      // Nothing could run (e.g. every block is leased to a pending KV handoff): wait for a
+      // Wake() or a short timeout instead of spinning.
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(5));
+    }
   }
   // Shutting down: every request still here gets a terminal status.
   const absl::Status gone = absl::UnavailableError("server is shutting down");
@@ -124,6 +181,7 @@ void Scheduler::WorkerLoop() {
   by_id_.clear();
   num_running_ = 0;
   num_waiting_ = 0;
+  queued_prompt_tokens_ = 0;
 }
 
 void Scheduler::ReapLocked() {
@@ -141,6 +199,11 @@ void Scheduler::ReapLocked() {
     by_id_.erase(e->id());
     return true;
   };
+  for (const auto& e : waiting_) {
+    if (e->done && !e->imported && !e->was_scheduled) {
+      queued_prompt_tokens_ -= e->seq->num_prompt_tokens();
+    }
+  }
   waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), gone), waiting_.end());
   running_.erase(std::remove_if(running_.begin(), running_.end(), gone), running_.end());
   num_waiting_ = static_cast<int>(waiting_.size());
@@ -151,10 +214,11 @@ void Scheduler::AdmitLocked() {
   BlockManager& blocks = model_->runner->block_manager();
   while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
     Entry* e = waiting_.front().get();
-    const int need = BlocksFor(e->seq->TotalAfterForward(), blocks.block_size());
+    const int need = BlocksFor(e->SlotsNeeded(), blocks.block_size());
     if (need > blocks.num_free()) break;  // FCFS: later requests do not jump the queue
-    if (!ReserveTokens(blocks, e->seq->kv(), e->seq->TotalAfterForward()).ok()) break;
+    if (!ReserveTokens(blocks, e->seq->kv(), e->SlotsNeeded()).ok()) break;
     if (!e->was_scheduled) {
+      if (!e->imported) queued_prompt_tokens_ -= e->seq->num_prompt_tokens();
       e->was_scheduled = true;
       e->scheduled = absl::Now();
       e->admission = next_admission_++;
@@ -171,14 +235,16 @@ bool Scheduler::Step() {
   if (running_.empty()) return false;
   BlockManager& blocks = model_->runner->block_manager();
   std::vector<Entry*> order;
-  for (auto& e : running_) order.push_back(e.get());
+  for (auto& e : running_) {
+    if (!e->done) order.push_back(e.get());  // e.g. finished by its imported first token
+  }
   std::sort(order.begin(), order.end(),
             [](const Entry* a, const Entry* b) { return a->admission < b->admission; });
 
   // Every running request needs room for the tokens it is about to feed; the newest yield.
   for (size_t i = 0; i < order.size();) {
     Entry* e = order[i];
-    if (ReserveTokens(blocks, e->seq->kv(), e->seq->TotalAfterForward()).ok()) {
+    if (ReserveTokens(blocks, e->seq->kv(), e->SlotsNeeded()).ok()) {
       ++i;
       continue;
     }
@@ -224,33 +290,20 @@ bool Scheduler::Step() {
       e->seq->MarkFed();
       TrimBlocks(blocks, e->seq->kv());
       if (!e->seq->CaughtUp()) continue;  // a pruned recompute fed its prompt only
-      absl::StatusOr<TokenOutput> out = e->seq->OnLogits(
-          absl::MakeConstSpan(logits).subspan(i * static_cast<size_t>(vocab), vocab));
+      const auto row = absl::MakeConstSpan(logits).subspan(i * static_cast<size_t>(vocab), vocab);
+      if (observer_ && was_prefill && !e->got_first_token) {
+        observer_->OnPrefillDone(Seconds(start, end), e->seq->request().pruning.method);
+      }
+      if (options_.handoff_sink != nullptr) {
+        HandOff(e, row, Seconds(start, end));
+        continue;
+      }
+      absl::StatusOr<TokenOutput> out = e->seq->OnLogits(row);
       if (!out.ok()) {
         FailEntry(e, out.status());
         continue;
       }
-      if (observer_ && was_prefill && !e->got_first_token) {
-        observer_->OnPrefillDone(Seconds(start, end), e->seq->request().pruning.method);
-      }
-      if (!e->got_first_token) {
-        e->got_first_token = true;
-        e->first_token = end;
-        if (observer_) {
-          observer_->OnFirstToken(Seconds(e->arrival, end), e->seq->request().pruning.method);
-        }
-      } else if (observer_) {
-        observer_->OnToken(Seconds(e->last_token, end));
-      }
-      e->last_token = end;
-      RequestEvent chunk;
-      chunk.kind = RequestEvent::Kind::kChunk;
-      chunk.token_ids.push_back(out->token);
-      chunk.text = std::move(out->text);
-      e->stream->Push(std::move(chunk));
-      if (out->finish != FinishReason::kNone) {
-        FinishEntry(e, out->finish, "", out->stop_reason);
-      }
+      EmitToken(e, *out, end);
     }
   }
   {
@@ -261,9 +314,82 @@ bool Scheduler::Step() {
   return true;
 }
 
+void Scheduler::EmitToken(Entry* e, const TokenOutput& out, absl::Time when) {
+  if (!e->got_first_token) {
+    e->got_first_token = true;
+    e->first_token = when;
+    if (observer_) observer_->OnFirstToken(Seconds(e->arrival, when), e->seq->request().pruning.method);
+  } else if (observer_) {
+    observer_->OnToken(Seconds(e->last_token, when));
+  }
+  e->last_token = when;
+  RequestEvent chunk;
+  chunk.kind = RequestEvent::Kind::kChunk;
+  chunk.token_ids.push_back(out.token);
+  chunk.text = out.text;
+  e->stream->Push(std::move(chunk));
+  if (out.finish != FinishReason::kNone) FinishEntry(e, out.finish, "", out.stop_reason);
+}
+
+void Scheduler::ApplyImports() {
+  for (auto& owned : running_) {
+    Entry* e = owned.get();
+    if (!e->imported || e->done) continue;
+    std::unique_ptr<ImportedKv> in = std::move(e->imported);
+    SequenceKv* kv = e->seq->kv();
+    absl::Status status = absl::OkStatus();
+    for (int l = 0; l < int(in->layer_lengths.size()) && status.ok(); ++l) {
+      status = WriteKvSlots(*model_->runner, *kv, l, 0, in->layer_lengths[l], in->k[l].data(),
+                            in->v[l].data());
+    }
+    if (!status.ok()) {
+      FailEntry(e, absl::InternalError(absl::StrCat("importing the KV cache: ", status.message())));
+      continue;
+    }
+    kv->layer_lengths = in->layer_lengths;
+    kv->num_positions = in->num_positions;
+    e->seq->MarkImported(in->kept_prompt_tokens);
+    absl::StatusOr<TokenOutput> out = e->seq->OnLogits(in->last_logits);
+    if (!out.ok()) {
+      FailEntry(e, out.status());
+      continue;
+    }
+    EmitToken(e, *out, absl::Now());
+  }
+}
+
+void Scheduler::HandOff(Entry* e, absl::Span<const float> logits, double prefill_seconds) {
+  PrefillHandoff h;
+  h.request_id = e->id();
+  h.kv = std::move(*e->seq->kv());
+  *e->seq->kv() = SequenceKv(model_->config.num_layers);  // nothing left for Release to free
+  h.last_logits.assign(logits.begin(), logits.end());
+  h.prompt_tokens = e->seq->num_prompt_tokens();
+  h.kept_prompt_tokens = e->seq->kept_prompt_tokens();
+  h.keep_ratio = e->seq->request().pruning.prunes() ? e->seq->request().pruning.keep_ratio : 1.0;
+  h.queue_seconds = e->was_scheduled ? Seconds(e->arrival, e->scheduled) : 0.0;
+  h.prefill_seconds = prefill_seconds;
+  RequestEvent event;
+  event.kind = RequestEvent::Kind::kHandoff;
+  event.usage.prompt_tokens = h.prompt_tokens;
+  event.usage.kept_prompt_tokens = h.kept_prompt_tokens;
+  event.timing.queue_seconds = h.queue_seconds;
+  event.timing.prefill_seconds = prefill_seconds;
+  event.last_logits = h.last_logits;
+  if (observer_) observer_->OnHandoff(event.usage, e->seq->request().pruning.method);
+  e->done = true;
+  if (e->silent) {  // the requester is gone: nobody will fetch this cache
+    ReleaseSequence(model_->runner->block_manager(), &h.kv);
+    return;
+  }
+  event.handoff_ticket = options_.handoff_sink->Accept(std::move(h));
+  e->stream->Push(std::move(event));
+}
+
 void Scheduler::Preempt(Entry* entry) {
   Release(entry);
   entry->seq->ResetForRecompute();
+  entry->imported.reset();  // recomputed from the prompt like any other request
   if (observer_) observer_->OnPreempted();
   std::lock_guard<std::mutex> lock(mu_);
   auto it = std::find_if(running_.begin(), running_.end(),

@@ -21,6 +21,8 @@ class SchedulerObserver {
   virtual void OnFinished(FinishReason reason, const RequestUsage& usage,
                           const RequestTiming& timing, PruningMethod method) {}
   virtual void OnFailed(absl::StatusCode code) {}
+  // Prefill-only mode: a request's prefill was handed off (usage has prompt and kept tokens).
+  virtual void OnHandoff(const RequestUsage& usage, PruningMethod method) {}
   virtual void OnPreempted() {}
   virtual void OnQueueState(int running, int waiting, double kv_usage) {}
 };

@@ -84,6 +84,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const ModelLoadOptions& o
   // long-context model shortens the context rather than failing to start.
   model->max_context_length = static_cast<int>(std::min<int64_t>(
       model->config.max_position_embeddings, int64_t{model->num_kv_blocks} * options.block_size));
+  if (!options.load_weights) return model;
   RunnerOptions runner_options;
   runner_options.num_kv_blocks = model->num_kv_blocks;
   runner_options.block_size = options.block_size;

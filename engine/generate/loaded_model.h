@@ -24,6 +24,9 @@ struct ModelLoadOptions {
   // KV cache size in bytes over all ranks; it sets the number of paged blocks.
   int64_t kv_cache_bytes = int64_t{512} << 20;
   int block_size = 16;
+  // False: config and tokenizer only, no weights and no runner (the router of disaggregated
+  // serving tokenizes and validates but runs no model).
+  bool load_weights = true;
 };
 
 struct LoadedModel {

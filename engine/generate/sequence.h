@@ -85,6 +85,12 @@ class GenerationSequence {
     kv_ = SequenceKv(static_cast<int>(kv_.layer_lengths.size()));
     fed_ = 0;
   }
+  // The prompt was prefilled elsewhere and its cache written into kv(): the next token is
+  // sampled from the shipped logits (OnLogits) without a forward.
+  void MarkImported(int kept_prompt_tokens) {
+    fed_ = static_cast<int>(all_tokens_.size());
+    kept_prompt_tokens_ = kept_prompt_tokens;
+  }
   // Prompt tokens the prefill kept (the prompt length without pruning).
   int kept_prompt_tokens() const { return kept_prompt_tokens_; }
 

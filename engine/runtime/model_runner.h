@@ -69,6 +69,8 @@ class ModelRunner {
   int block_size() const { return block_manager_->block_size(); }
   // Rank r's weights (tests, introspection).
   const ModelWeights& weights(int rank) const { return weights_[rank]; }
+  // Rank r's KV pools (KV handoff reads and writes slots of sequences not in a Forward).
+  PagedKvCache& cache(int rank) { return *caches_[rank]; }
 
  private:
   ModelRunner() = default;
