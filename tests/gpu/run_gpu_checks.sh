@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The GPU checks in one call on a GPU machine: configure + build the standalone check project
+# (tests/gpu/CMakeLists.txt: kernels + the engine's CPU runtime sources + gpu_kernels_check, no
+# gRPC needed), run every kernel check, optionally the timings and compute-sanitizer.
+#
+# Usage: tests/gpu/run_gpu_checks.sh [--prebuilt DIR] [--timing] [--sanitize] [--build-dir DIR]
+#   --prebuilt DIR  skip the build; run DIR/gpu_kernels_check with DIR/lib on LD_LIBRARY_PATH
+#                   (a bundle made by tests/gpu/make_gpu_bundle.sh on a machine that has
+#                   Abseil/GoogleTest/OpenBLAS). Used automatically, with a note, when the
+#                   build is impossible here and .devcarry/gpu_check holds a bundle.
+#   --timing        also run GpuKernelTiming.* (CLAA_GPU_CHECK_TIMING=1)
+#   --sanitize      also run the checks under compute-sanitizer memcheck
+# Environment: CLAA_GPU_DEPS = extra CMAKE_PREFIX_PATH for Abseil/GTest/OpenBLAS (default: the
+# carried .devcarry/gpu_deps when the machine has no Abseil; tests/gpu/make_gpu_bundle.sh makes
+# it); OUT = folder for logs and the error report (default <build dir>/out).
+# Exit status: that of the checks (non-zero if any check failed or nothing could run).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD_DIR=$ROOT/build-gpu-check
+PREBUILT=""
+TIMING=0
+SANITIZE=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --prebuilt) PREBUILT=$(cd "$2" && pwd); shift 2 ;;
+    --timing) TIMING=1; shift ;;
+    --sanitize) SANITIZE=1; shift ;;
+    --build-dir) BUILD_DIR=$2; shift 2 ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+OUT_DIR=${OUT:-$BUILD_DIR/out}
+mkdir -p "$OUT_DIR"
+export PATH=$PATH:/usr/local/cuda/bin
+
+echo "== machine ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader \
+  || echo "nvidia-smi failed"
+nvcc --version 2>/dev/null | tail -1 || echo "no nvcc"
+cmake --version 2>/dev/null | head -1 || echo "no cmake"
+( . /etc/os-release 2>/dev/null && echo "$PRETTY_NAME" )
+for dep in absl/base/config.h gtest/gtest.h cblas.h; do
+  found=$(find /usr/include /usr/local/include -path "*$dep" 2>/dev/null | head -1)
+  echo "header $dep: ${found:-missing}"
+done
+
+if [[ -z "${CLAA_GPU_DEPS:-}" && ! -e /usr/include/absl/base/config.h &&
+      -d "$ROOT/.devcarry/gpu_deps" ]]; then
+  CLAA_GPU_DEPS=$ROOT/.devcarry/gpu_deps
+  echo "using carried Abseil in $CLAA_GPU_DEPS"
+fi
+if [[ -n "${CLAA_GPU_DEPS:-}" ]]; then
+  # The executable's RUNPATH does not serve the libraries' own dependencies (absl_status ->
+  # absl_strings ...), so the loader needs the folder too.
+  export LD_LIBRARY_PATH=$CLAA_GPU_DEPS/lib/x86_64-linux-gnu:$CLAA_GPU_DEPS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+
+BIN=""
+if [[ -z "$PREBUILT" ]]; then
+  echo "== configure + build ($BUILD_DIR)"
+  start=$(date +%s)
+  if cmake -S "$ROOT/tests/gpu" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+       ${CLAA_GPU_DEPS:+-DCMAKE_PREFIX_PATH=$CLAA_GPU_DEPS} >"$OUT_DIR/configure.log" 2>&1 &&
+     cmake --build "$BUILD_DIR" -j"$(nproc)" >"$OUT_DIR/build.log" 2>&1; then
+    echo "built in $(( $(date +%s) - start )) s"
+    BIN=$BUILD_DIR/gpu_kernels_check
+  else
+    echo "build failed after $(( $(date +%s) - start )) s; last lines:"
+    tail -n 15 "$OUT_DIR/configure.log" "$OUT_DIR/build.log" 2>/dev/null
+    if [[ -x "$ROOT/.devcarry/gpu_check/gpu_kernels_check" ]]; then
+      echo "falling back to the prebuilt bundle in .devcarry/gpu_check"
+      PREBUILT=$ROOT/.devcarry/gpu_check
+    else
+      exit 1
+    fi
+  fi
+fi
+if [[ -n "$PREBUILT" ]]; then
+  BIN=$PREBUILT/gpu_kernels_check
+  export LD_LIBRARY_PATH=$PREBUILT/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  echo "== prebuilt $BIN"
+  if ldd "$BIN" | grep "not found"; then echo "missing libraries"; exit 1; fi
+fi
+
+echo "== checks"
+CLAA_GPU_CHECK_REPORT=$OUT_DIR/gpu_check_report.txt "$BIN" --gtest_color=no \
+  --gtest_filter='GpuKernelCheck.*' 2>&1 | tee "$OUT_DIR/gpu_check.log"
+rc=${PIPESTATUS[0]}
+echo "checks exit status: $rc"
+
+if [[ $TIMING -eq 1 ]]; then
+  echo "== timing"
+  CLAA_GPU_CHECK_TIMING=1 "$BIN" --gtest_color=no --gtest_filter='GpuKernelTiming.*' 2>&1 |
+    tee "$OUT_DIR/gpu_timing.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
+fi
+
+if [[ $SANITIZE -eq 1 ]]; then
+  echo "== compute-sanitizer memcheck"
+  if command -v compute-sanitizer >/dev/null; then
+    timeout "${CLAA_SANITIZE_TIMEOUT:-300}" compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN" --gtest_color=no \
+      --gtest_brief=1 --gtest_filter='GpuKernelCheck.*' >"$OUT_DIR/memcheck.log" 2>&1
+    mrc=$?
+    grep -E "ERROR SUMMARY|Invalid|PASSED|FAILED" "$OUT_DIR/memcheck.log" | tail -n 8
+    echo "memcheck exit status: $mrc"
+    [[ $mrc -eq 0 ]] || rc=1
+  else
+    echo "compute-sanitizer not found"
+  fi
+fi
+
+echo "== summary: $( [[ $rc -eq 0 ]] && echo PASS || echo FAIL ) (logs in $OUT_DIR)"
+exit "$rc"
