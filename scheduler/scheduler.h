@@ -64,6 +64,9 @@ class Scheduler {
   void Cancel(const std::string& request_id);
   // Tells the worker that KV blocks were freed outside it (a handoff lease ended).
   void Wake();
+  // Reports running/waiting/KV usage to the observer now (blocks freed outside the worker
+  // change the usage while the worker may be idle).
+  void ReportState() { ReportQueueState(); }
   // Fails every request with UNAVAILABLE and stops the worker. Idempotent.
   void Shutdown();
 

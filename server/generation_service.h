@@ -37,9 +37,6 @@ class GenerationService final : public v1::Generation::Service {
   std::atomic<uint64_t> next_id_{0};
 };
 
-// absl::Status -> grpc::Status with the same code and message.
-grpc::Status ToGrpcStatus(const absl::Status& status);
-
 }  // namespace claa
 
 #endif  // CLAA_SERVER_GENERATION_SERVICE_H_

@@ -26,6 +26,7 @@ const prometheus::Histogram::BucketBoundaries kKeptRatioBuckets = {
 ServerMetrics::ServerMetrics(const std::string& model_name, const std::string& role)
     : registry_(std::make_shared<prometheus::Registry>()), model_name_(model_name), role_(role) {
   const prometheus::Labels labels = {{"model_name", model_name}};
+  const prometheus::Labels role_labels = {{"model_name", model_name}, {"role", role}};
   auto histogram = [&](const char* name, const char* help,
                        const prometheus::Histogram::BucketBoundaries& buckets) {
     return &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_).Add(labels,
@@ -65,6 +66,27 @@ ServerMetrics::ServerMetrics(const std::string& model_name, const std::string& r
   auto gauge = [&](const char* name, const char* help) {
     return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_).Add(labels);
   };
+  kv_transfer_ = &prometheus::BuildHistogram()
+                      .Name("claa_kv_transfer_seconds")
+                      .Help("Time to move a prefilled KV cache from a prefill to a decode worker.")
+                      .Register(*registry_)
+                      .Add(role_labels, kTtftBuckets);
+  kv_transfer_bytes_ = &prometheus::BuildCounter()
+                            .Name("claa_kv_transfer_bytes_total")
+                            .Help("KV cache bytes sent (prefill role) or received (decode role).")
+                            .Register(*registry_)
+                            .Add(role_labels);
+  decode_queue_ = &prometheus::BuildHistogram()
+                       .Name("claa_decode_queue_time_seconds")
+                       .Help("Time a handed-off request waited at the decode worker for KV "
+                             "blocks before its first token.")
+                       .Register(*registry_)
+                       .Add(role_labels, kTtftBuckets);
+  leased_tickets_ = &prometheus::BuildGauge()
+                         .Name("claa_kv_leased_tickets")
+                         .Help("Prefilled KV caches waiting under a lease for a decode worker.")
+                         .Register(*registry_)
+                         .Add(role_labels);
   running_ = gauge("claa_num_requests_running", "Requests in the decode batch.");
   waiting_ = gauge("claa_num_requests_waiting", "Requests waiting for admission.");
   kv_usage_ = gauge("claa_kv_cache_usage_perc", "Fraction of KV cache blocks in use (0-1).");
@@ -122,6 +144,23 @@ void ServerMetrics::OnRejected(absl::StatusCode code) {
 }
 
 void ServerMetrics::OnPreempted() { preemptions_->Increment(); }
+
+void ServerMetrics::OnKvTransfer(double seconds, uint64_t bytes) {
+  if (seconds >= 0) kv_transfer_->Observe(seconds);
+  kv_transfer_bytes_->Increment(double(bytes));
+}
+
+void ServerMetrics::OnDecodeQueue(double seconds) { decode_queue_->Observe(seconds); }
+
+void ServerMetrics::SetLeasedTickets(int count) { leased_tickets_->Set(count); }
+
+void ServerMetrics::OnHandoff(const RequestUsage& usage, PruningMethod method) {
+  prompt_tokens_->Increment(usage.prompt_tokens);
+  if (usage.prompt_tokens > 0) {
+    ByMethod(kept_ratio_, kKeptRatioBuckets, method)
+        .Observe(double(usage.kept_prompt_tokens) / usage.prompt_tokens);
+  }
+}
 
 void ServerMetrics::OnQueueState(int running, int waiting, double kv_usage) {
   running_->Set(running);

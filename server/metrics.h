@@ -40,6 +40,16 @@ class ServerMetrics : public SchedulerObserver {
   // Requests refused before scheduling (bad input, full queue), by gRPC status code.
   void OnRejected(absl::StatusCode code);
 
+  // Disaggregated serving. A KV cache moved between workers (decode worker: received; prefill
+  // worker: sent with seconds < 0, which counts the bytes only; router: the transfer time the
+  // decode worker reported).
+  void OnKvTransfer(double seconds, uint64_t bytes);
+  // Time a handed-off request waited at the decode worker before its first token.
+  void OnDecodeQueue(double seconds);
+  // Prefill worker: KV caches waiting under a lease for a decode worker.
+  void SetLeasedTickets(int count);
+  void OnHandoff(const RequestUsage& usage, PruningMethod method) override;
+
   std::shared_ptr<prometheus::Registry> registry() { return registry_; }
 
  private:
@@ -58,6 +68,10 @@ class ServerMetrics : public SchedulerObserver {
   prometheus::Histogram* queue_;
   prometheus::Family<prometheus::Histogram>* prefill_;
   prometheus::Family<prometheus::Histogram>* kept_ratio_;
+  prometheus::Histogram* kv_transfer_;
+  prometheus::Counter* kv_transfer_bytes_;
+  prometheus::Histogram* decode_queue_;
+  prometheus::Gauge* leased_tickets_;
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generation_tokens_;
   prometheus::Counter* preemptions_;

@@ -1,5 +1,6 @@
 #include "server/request_convert.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -34,8 +35,9 @@ absl::StatusOr<PruningConfig> ConvertPruningOptions(const v1::PruningOptions& p,
     default: return Invalid("pruning.method", absl::StrCat("unknown method ", p.method()));
   }
   if (p.has_keep_ratio()) {
-    // NaN fails the range check below; a float's exact double value is fine for the ratio.
-    o.keep_ratio = double(p.keep_ratio());
+    // The wire carries a float: 0.2f is 0.2000000030 and would keep ceil(40.0000006) = 41 of
+    // 200 tokens. Ratios are meant to 6 digits, so round to those. NaN fails the range check.
+    o.keep_ratio = std::round(double(p.keep_ratio()) * 1e6) / 1e6;
   }
   if (p.has_pruning_layer()) o.pruning_layer = p.pruning_layer();
   if (p.has_window()) o.window = p.window();
@@ -98,6 +100,47 @@ absl::StatusOr<GenerationRequest> ConvertGenerateRequest(const v1::GenerateReque
   out.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
   out.ignore_eos = s.ignore_eos();
   out.skip_special_tokens = !request.has_skip_special_tokens() || request.skip_special_tokens();
+  return out;
+}
+
+absl::StatusOr<GenerationRequest> PrepareRequest(const v1::GenerateRequest& request,
+                                                 const Tokenizer& tokenizer,
+                                                 const ModelConfig& config,
+                                                 int max_context_length,
+                                                 const PruningConfig& server_default,
+                                                 const std::string& generated_id) {
+  CLAA_ASSIGN_OR_RETURN(GenerationRequest out,
+                        ConvertGenerateRequest(request, tokenizer, generated_id));
+  CLAA_ASSIGN_OR_RETURN(out.pruning, ConvertPruningOptions(request.pruning(), server_default,
+                                                           config.num_layers));
+  if (!request.sampling().has_max_tokens()) {
+    const int room = max_context_length - static_cast<int>(out.prompt_ids.size());
+    out.max_tokens = std::max(1, std::min(kDefaultMaxTokens, room));
+  }
+  return out;
+}
+
+v1::GenerateRequest ToWorkerRequest(const v1::GenerateRequest& original,
+                                    const GenerationRequest& prepared) {
+  v1::GenerateRequest out = original;
+  out.set_request_id(prepared.request_id);
+  out.mutable_token_ids()->mutable_ids()->Assign(prepared.prompt_ids.begin(),
+                                                 prepared.prompt_ids.end());
+  out.mutable_sampling()->set_max_tokens(prepared.max_tokens);
+  v1::PruningOptions* p = out.mutable_pruning();
+  const PruningConfig& c = prepared.pruning;
+  switch (c.method) {
+    case PruningMethod::kClaa: p->set_method(v1::PruningOptions::CLAA); break;
+    case PruningMethod::kFastKv: p->set_method(v1::PruningOptions::FASTKV); break;
+    case PruningMethod::kGemFilter: p->set_method(v1::PruningOptions::GEMFILTER); break;
+    default: p->set_method(v1::PruningOptions::FULL); break;
+  }
+  p->set_keep_ratio(static_cast<float>(c.keep_ratio));
+  p->set_pruning_layer(c.pruning_layer);
+  p->set_window(c.window);
+  p->set_aggregation_layers(c.aggregation_layers);
+  p->set_min_layer(c.min_layer);
+  p->set_pooling_kernel(c.pooling_kernel);
   return out;
 }
 

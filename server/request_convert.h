@@ -29,6 +29,22 @@ absl::StatusOr<PruningConfig> ConvertPruningOptions(const v1::PruningOptions& pr
                                                     const PruningConfig& server_default,
                                                     int num_layers);
 
+// Everything the server does to a public request before scheduling it: convert (tokenize text),
+// apply the pruning options over server_default, and fill an unset max_tokens with "up to 16, as
+// far as the context allows".
+absl::StatusOr<GenerationRequest> PrepareRequest(const v1::GenerateRequest& request,
+                                                 const Tokenizer& tokenizer,
+                                                 const ModelConfig& config,
+                                                 int max_context_length,
+                                                 const PruningConfig& server_default,
+                                                 const std::string& generated_id);
+
+// The request a router forwards to its workers: the prompt as token ids, the id, max_tokens and
+// every pruning field set explicitly from `prepared`, so that the workers' own defaults never
+// change what the router decided.
+v1::GenerateRequest ToWorkerRequest(const v1::GenerateRequest& original,
+                                    const GenerationRequest& prepared);
+
 v1::FinishReason ToProto(FinishReason reason);
 
 }  // namespace claa

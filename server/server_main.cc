@@ -1,8 +1,13 @@
 // claa-server: the gRPC serving front end. With no arguments it serves the built-in demo model
 // (random weights, byte-level tokenizer) on 127.0.0.1:50051 with metrics on :9464.
+//
+// Roles (--role): all (default; router, prefill and decode in one process, one continuous
+// batch), router (public API in front of --prefill_workers and --decode_workers), prefill and
+// decode (the internal worker services of claa/internal/v1/worker.proto).
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -19,9 +24,26 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "scheduler/scheduler.h"
+#include "absl/strings/str_split.h"
+#include "scheduler/kv_lease_table.h"
+#include "server/decode_worker_service.h"
 #include "server/generation_service.h"
 #include "server/metrics.h"
+#include "server/prefill_worker_service.h"
+#include "server/router_service.h"
+#include "server/worker_pool.h"
 
+ABSL_FLAG(std::string, role, "all",
+          "all: serve everything in one process. router: the public API, forwarding to "
+          "--prefill_workers and --decode_workers. prefill / decode: an internal worker.");
+ABSL_FLAG(std::string, prefill_workers, "",
+          "router: comma-separated host:port of prefill workers.");
+ABSL_FLAG(std::string, decode_workers, "",
+          "router: comma-separated host:port of decode workers.");
+ABSL_FLAG(std::string, advertise_address, "",
+          "prefill: host:port decode workers fetch KV caches from (default --host:bound port).");
+ABSL_FLAG(int, kv_lease_seconds, 30,
+          "prefill: a prefilled KV cache nobody fetched is freed after this many seconds.");
 ABSL_FLAG(std::string, model, "",
           "Hugging Face model directory (config.json, *.safetensors, tokenizer.json). Empty: "
           "the built-in demo model (random weights; its text is not meaningful).");
@@ -45,6 +67,9 @@ ABSL_FLAG(double, keep_ratio, 0.2,
 ABSL_FLAG(int, max_running, 64, "Requests decoded together in one batched step.");
 ABSL_FLAG(int, max_prefill_tokens, 4096,
           "Prompt tokens prefilled in one step; a longer prompt runs alone.");
+ABSL_FLAG(std::string, attn_cache_projector, "",
+          "AttnCache lookup feature: a Siamese MLP file trained for this model "
+          "(claa-bench-attncache --mode=mlp writes one). Empty: a fixed random projection.");
 
 namespace {
 
@@ -60,6 +85,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "CLAA LLM serving server (gRPC claa.v1.Generation, grpc.health.v1, reflection).\n"
       "Usage: claa-server [--model DIR] [--host H] [--port P] [--metrics_port M] [--tp N]\n"
+      "       claa-server --role=prefill|decode [...]   internal workers\n"
+      "       claa-server --role=router --prefill_workers=H:P,... --decode_workers=H:P,...\n"
       "With no --model it serves a built-in tiny model with random weights so that the\n"
       "server starts anywhere; pass --model to serve a real Hugging Face Llama, Mistral or\n"
       "Qwen2 directory.");
@@ -72,7 +99,12 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  const std::string role = absl::GetFlag(FLAGS_role);
+  if (role != "all" && role != "router" && role != "prefill" && role != "decode") {
+    return Fail("--role must be all, router, prefill or decode");
+  }
   claa::ModelLoadOptions load;
+  load.load_weights = role != "router";  // the router tokenizes; it runs no model
   load.model_dir = absl::GetFlag(FLAGS_model);
   load.tp_size = absl::GetFlag(FLAGS_tp);
   load.kv_cache_bytes = int64_t{absl::GetFlag(FLAGS_kv_cache_mb)} << 20;
@@ -99,7 +131,7 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("--keep_ratio: ", s.message()));
   }
 
-  claa::ServerMetrics metrics((*model)->name);
+  claa::ServerMetrics metrics((*model)->name, role == "all" ? "unified" : role);
   const std::string host = absl::GetFlag(FLAGS_host);
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
     absl::StatusOr<int> mport = metrics.StartExposer(host, absl::GetFlag(FLAGS_metrics_port));
@@ -115,8 +147,69 @@ int main(int argc, char** argv) {
   if (sched.max_waiting < 1 || sched.max_running < 1 || sched.max_prefill_tokens < 1) {
     return Fail("--max_waiting, --max_running and --max_prefill_tokens must be >= 1");
   }
-  claa::Scheduler scheduler(model->get(), sched, &metrics);
-  claa::GenerationService service(model->get(), &scheduler, &metrics, default_pruning);
+
+  // What each role serves; the unused ones stay empty.
+  std::atomic<claa::Scheduler*> wake_on_free{nullptr};
+  std::unique_ptr<claa::KvLeaseTable> leases;
+  std::unique_ptr<claa::Scheduler> scheduler;
+  std::unique_ptr<claa::ChannelCache> channels;
+  std::unique_ptr<claa::WorkerPool> prefill_pool, decode_pool;
+  std::unique_ptr<grpc::Service> service;
+  claa::PrefillWorkerService* prefill_service = nullptr;
+  if (role == "prefill") {
+    if (absl::GetFlag(FLAGS_kv_lease_seconds) < 1) return Fail("--kv_lease_seconds must be >= 1");
+    // Freed leases wake the scheduler (its admission may be waiting for those blocks).
+    leases = std::make_unique<claa::KvLeaseTable>(
+        &(*model)->runner->block_manager(), absl::Seconds(absl::GetFlag(FLAGS_kv_lease_seconds)),
+        [&wake_on_free, &metrics, &leases] {
+          if (claa::Scheduler* s = wake_on_free.load()) {
+            s->Wake();
+            s->ReportState();  // the KV usage gauge drops while the scheduler may be idle
+          }
+          if (leases) metrics.SetLeasedTickets(leases->size());
+        });
+    sched.handoff_sink = leases.get();
+    scheduler = std::make_unique<claa::Scheduler>(model->get(), sched, &metrics);
+    wake_on_free = scheduler.get();
+    auto s = std::make_unique<claa::PrefillWorkerService>(model->get(), scheduler.get(),
+                                                          leases.get(), "", &metrics);
+    prefill_service = s.get();
+    service = std::move(s);
+  } else if (role == "decode") {
+    scheduler = std::make_unique<claa::Scheduler>(model->get(), sched, &metrics);
+    service = std::make_unique<claa::DecodeWorkerService>(model->get(), scheduler.get(), &metrics);
+  } else if (role == "router") {
+    auto split = [](const std::string& list) {
+      std::vector<std::string> out;
+      for (absl::string_view a : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+        out.emplace_back(a);
+      }
+      return out;
+    };
+    std::vector<std::string> prefill = split(absl::GetFlag(FLAGS_prefill_workers));
+    std::vector<std::string> decode = split(absl::GetFlag(FLAGS_decode_workers));
+    if (prefill.empty() || decode.empty()) {
+      return Fail("--role=router needs --prefill_workers and --decode_workers");
+    }
+    channels = std::make_unique<claa::ChannelCache>();
+    prefill_pool = std::make_unique<claa::WorkerPool>(claa::WorkerPool::Kind::kPrefill, prefill,
+                                                      channels.get());
+    decode_pool = std::make_unique<claa::WorkerPool>(claa::WorkerPool::Kind::kDecode, decode,
+                                                     channels.get());
+    // Serve only once every worker was asked (a down one is retried in the background).
+    prefill_pool->ProbeAll();
+    decode_pool->ProbeAll();
+    std::cerr << "claa-server: router: " << prefill_pool->healthy_count() << "/"
+              << prefill_pool->size() << " prefill and " << decode_pool->healthy_count() << "/"
+              << decode_pool->size() << " decode workers healthy" << std::endl;
+    service = std::make_unique<claa::RouterService>(model->get(), default_pruning,
+                                                    prefill_pool.get(), decode_pool.get(),
+                                                    &metrics);
+  } else {
+    scheduler = std::make_unique<claa::Scheduler>(model->get(), sched, &metrics);
+    service = std::make_unique<claa::GenerationService>(model->get(), scheduler.get(), &metrics,
+                                                        default_pruning);
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -124,14 +217,21 @@ int main(int argc, char** argv) {
   int bound_port = 0;
   builder.AddListeningPort(absl::StrCat(host, ":", absl::GetFlag(FLAGS_port)),
                            grpc::InsecureServerCredentials(), &bound_port);
-  builder.RegisterService(&service);
+  // KV chunks and last-token logits of large vocabularies exceed the 4 MiB default.
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     return Fail(absl::StrCat("cannot listen on ", host, ":", absl::GetFlag(FLAGS_port)));
   }
+  if (prefill_service != nullptr) {
+    const std::string advertised = absl::GetFlag(FLAGS_advertise_address);
+    prefill_service->set_self_address(advertised.empty() ? absl::StrCat(host, ":", bound_port)
+                                                         : advertised);
+  }
   server->GetHealthCheckService()->SetServingStatus(true);
   const claa::ModelConfig& c = (*model)->config;
-  std::cout << "claa-server: serving " << (*model)->name
+  std::cout << "claa-server: " << role << " serving " << (*model)->name
             << ((*model)->builtin ? " (built-in demo model, random weights)" : "") << " ["
             << c.num_layers << " layers, hidden " << c.hidden_size << ", vocab " << c.vocab_size
             << ", context " << (*model)->max_context_length << "]" << std::endl;
@@ -141,7 +241,9 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &signal_number);
   std::cout << "claa-server: shutting down" << std::endl;
   server->GetHealthCheckService()->SetServingStatus(false);
-  scheduler.Shutdown();  // every open stream gets UNAVAILABLE
+  if (scheduler) scheduler->Shutdown();  // every open stream gets UNAVAILABLE
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  wake_on_free = nullptr;
+  leases.reset();  // stops the reaper before the scheduler it wakes goes away
   return 0;
 }

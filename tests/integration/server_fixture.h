@@ -38,6 +38,7 @@ class RunningServer {
   }
 
   v1::Generation::Stub& stub() { return *stub_; }
+  const std::string& address() const { return address_; }
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
   ChildProcess& process() { return process_; }
 

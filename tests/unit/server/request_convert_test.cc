@@ -109,7 +109,8 @@ TEST(PruningOptionsTest, DefaultsAndOverrides) {
   auto gem = ConvertPruningOptions(p, server, 32);
   ASSERT_TRUE(gem.ok());
   EXPECT_EQ(gem->pruning_layer, 13);
-  EXPECT_NEAR(gem->keep_ratio, 0.4, 1e-7);
+  EXPECT_EQ(gem->keep_ratio, 0.4);  // the float on the wire is rounded back to 0.4
+  EXPECT_EQ(gem->KeepCount(200), 80);
   // METHOD_UNSPECIFIED takes the server's method.
   const PruningConfig claa_server = DefaultPruningConfig(PruningMethod::kClaa, 32, 0.1);
   auto unspecified = ConvertPruningOptions(v1::PruningOptions(), claa_server, 32);

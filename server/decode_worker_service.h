@@ -1,0 +1,35 @@
+#ifndef CLAA_SERVER_DECODE_WORKER_SERVICE_H_
+#define CLAA_SERVER_DECODE_WORKER_SERVICE_H_
+
+// claa-server --role=decode: takes a request with a KV ticket, pulls the compact cache from the
+// prefill worker, and decodes it in its continuous batch, streaming tokens to the router.
+#include "claa/internal/v1/worker.grpc.pb.h"
+#include "engine/generate/loaded_model.h"
+#include "scheduler/scheduler.h"
+#include "server/kv_fetch.h"
+#include "server/metrics.h"
+
+namespace claa {
+
+class DecodeWorkerService final : public internal::v1::DecodeWorker::Service {
+ public:
+  // All pointers must outlive the service; metrics may be null.
+  DecodeWorkerService(LoadedModel* model, Scheduler* scheduler, ServerMetrics* metrics);
+
+  grpc::Status Decode(grpc::ServerContext* context, const internal::v1::DecodeRequest* request,
+                      grpc::ServerWriter<internal::v1::DecodeEvent>* writer) override;
+  grpc::Status Abort(grpc::ServerContext* context, const v1::AbortRequest* request,
+                     v1::AbortResponse* response) override;
+  grpc::Status GetLoad(grpc::ServerContext* context, const internal::v1::LoadRequest* request,
+                       internal::v1::WorkerLoad* response) override;
+
+ private:
+  LoadedModel* model_;
+  Scheduler* scheduler_;
+  ServerMetrics* metrics_;
+  ChannelCache channels_;
+};
+
+}  // namespace claa
+
+#endif  // CLAA_SERVER_DECODE_WORKER_SERVICE_H_

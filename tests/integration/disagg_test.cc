@@ -1,0 +1,264 @@
+// Disaggregated serving as separate processes on loopback: a router, two prefill and two decode
+// workers (stories260K) against a --role=all server. Greedy outputs are identical for 200
+// concurrent requests of mixed lengths and pruning methods; a decode worker killed mid-stream
+// fails only its own requests, clearly; Abort frees blocks on both sides; a CLAA keep-0.2
+// handoff moves exactly the compact cache's bytes.
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/integration/server_fixture.h"
+#include "tests/test_data.h"
+
+namespace claa {
+namespace {
+
+using ::claa::testing::RunningServer;
+
+struct Result {
+  std::vector<int32_t> ids;
+  std::optional<v1::Complete> complete;
+  grpc::Status status;
+};
+
+Result RunRequest(v1::Generation::Stub& stub, const v1::GenerateRequest& request,
+           std::function<void(int)> on_chunk = {}) {
+  Result r;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
+  auto reader = stub.Generate(&ctx, request);
+  v1::GenerateResponse response;
+  int chunks = 0;
+  while (reader->Read(&response)) {
+    if (response.has_chunk()) {
+      r.ids.insert(r.ids.end(), response.chunk().token_ids().begin(),
+                   response.chunk().token_ids().end());
+      if (on_chunk) on_chunk(++chunks);
+    }
+    if (response.has_complete()) r.complete = response.complete();
+  }
+  r.status = reader->Finish();
+  return r;
+}
+
+v1::GenerateRequest Request(int i) {
+  v1::GenerateRequest req;
+  req.set_request_id(absl::StrCat("r", i));
+  // Mixed prompt lengths (1..~300 tokens) over the 512-token vocabulary.
+  const int n = 1 + (i * 37) % 300;
+  req.mutable_token_ids()->add_ids(1);
+  for (int t = 1; t < n; ++t) req.mutable_token_ids()->add_ids(3 + (t * 13 + i * 7) % 500);
+  req.mutable_sampling()->set_temperature(0.0f);
+  req.mutable_sampling()->set_max_tokens(8 + (i * 11) % 60);
+  req.mutable_sampling()->set_ignore_eos(true);
+  const v1::PruningOptions::Method methods[] = {v1::PruningOptions::FULL, v1::PruningOptions::CLAA,
+                                                v1::PruningOptions::FASTKV,
+                                                v1::PruningOptions::GEMFILTER};
+  req.mutable_pruning()->set_method(methods[i % 4]);
+  req.mutable_pruning()->set_keep_ratio(0.3f);
+  return req;
+}
+
+// A short prompt with a long generation (stories260K's context is 512 tokens).
+v1::GenerateRequest LongRequest(int i, int max_tokens) {
+  v1::GenerateRequest req = Request(i);
+  req.clear_token_ids();
+  req.mutable_token_ids()->add_ids(1);
+  for (int t = 1; t < 20 + i; ++t) req.mutable_token_ids()->add_ids(3 + (t * 13 + i * 7) % 500);
+  req.mutable_sampling()->set_max_tokens(max_tokens);
+  return req;
+}
+
+// Router + 2 prefill + 2 decode workers.
+class Cluster {
+ public:
+  bool Start(const std::string& model, const std::vector<std::string>& worker_args = {}) {
+    std::vector<std::string> base = {"--model=" + model};
+    base.insert(base.end(), worker_args.begin(), worker_args.end());
+    for (auto* w : {&prefill_[0], &prefill_[1]}) {
+      auto args = base;
+      args.push_back("--role=prefill");
+      if (!w->Start(args)) return false;
+    }
+    for (auto* w : {&decode_[0], &decode_[1]}) {
+      auto args = base;
+      args.push_back("--role=decode");
+      if (!w->Start(args)) return false;
+    }
+    return router_.Start({"--model=" + model, "--role=router",
+                          "--prefill_workers=" + prefill_[0].address() + "," +
+                              prefill_[1].address(),
+                          "--decode_workers=" + decode_[0].address() + "," +
+                              decode_[1].address()});
+  }
+  RunningServer& router() { return router_; }
+  RunningServer& prefill(int i) { return prefill_[i]; }
+  RunningServer& decode(int i) { return decode_[i]; }
+
+  // Polls until every worker's KV usage gauge reads zero (leases and requests all freed).
+  bool KvUsageDrains(std::vector<int> decode_alive = {0, 1}) {
+    for (int tries = 0; tries < 200; ++tries) {
+      bool zero = true;
+      for (int p = 0; p < 2; ++p) {
+        zero &= prefill_[p].MetricValue("claa_kv_cache_usage_perc").value_or(1) == 0.0;
+      }
+      for (int d : decode_alive) {
+        zero &= decode_[d].MetricValue("claa_kv_cache_usage_perc").value_or(1) == 0.0;
+      }
+      if (zero) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
+ private:
+  RunningServer router_, prefill_[2], decode_[2];
+};
+
+class DisaggTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = ::claa::testing::SharedPath("models/stories260K");
+    if (!dir) GTEST_SKIP() << "../shared/models/stories260K not found (set CLAA_SHARED_DIR)";
+    model_ = dir->string();
+  }
+  std::string model_;
+};
+
+TEST_F(DisaggTest, TwoHundredConcurrentRequestsMatchRoleAll) {
+  RunningServer all;
+  ASSERT_TRUE(all.Start({"--model=" + model_}));
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start(model_));
+  constexpr int kRequests = 200;
+  std::vector<Result> want(kRequests), got(kRequests);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRequests; ++i) {
+    threads.emplace_back([&, i] {
+      want[i] = RunRequest(all.stub(), Request(i));
+      got[i] = RunRequest(cluster.router().stub(), Request(i));
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kRequests; ++i) {
+    SCOPED_TRACE(absl::StrCat("request ", i));
+    ASSERT_TRUE(want[i].status.ok()) << want[i].status.error_message();
+    ASSERT_TRUE(got[i].status.ok()) << got[i].status.error_message();
+    EXPECT_EQ(got[i].ids, want[i].ids);
+    ASSERT_TRUE(got[i].complete.has_value());
+    EXPECT_EQ(got[i].complete->usage().kept_prompt_tokens(),
+              want[i].complete->usage().kept_prompt_tokens());
+    const v1::Timing& t = got[i].complete->timing();
+    EXPECT_GT(t.ttft_seconds(), 0.0);
+    EXPECT_LE(t.prefill_seconds() + t.kv_transfer_seconds(), t.ttft_seconds() + 1e-3);
+  }
+  // Both workers of each kind took work.
+  for (int w = 0; w < 2; ++w) {
+    EXPECT_GT(cluster.prefill(w).MetricValue("claa_prompt_tokens_total").value_or(0), 0) << w;
+    EXPECT_GT(cluster.decode(w).MetricValue("claa_generation_tokens_total").value_or(0), 0) << w;
+  }
+  EXPECT_TRUE(cluster.KvUsageDrains());
+  EXPECT_GE(cluster.router().MetricValue("claa_kv_transfer_seconds_count").value_or(0),
+            double(kRequests));
+}
+
+TEST_F(DisaggTest, KilledDecodeWorkerFailsOnlyItsRequestsAndAbortFreesBothSides) {
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start(model_));
+  constexpr int kRequests = 12;
+  std::vector<Result> results(kRequests);
+  std::atomic<int> streaming{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRequests; ++i) {
+    threads.emplace_back([&, i] {
+      // Long enough to be mid-stream at the kill.
+      results[i] = RunRequest(cluster.router().stub(), LongRequest(i, 400), [&](int n) {
+        if (n == 1) ++streaming;
+      });
+    });
+  }
+  for (int i = 0; i < 400 && streaming.load() < kRequests; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  cluster.decode(1).process().Kill(SIGKILL);
+  for (auto& t : threads) t.join();
+  int failed = 0, finished = 0;
+  for (const Result& r : results) {
+    if (r.status.ok()) {
+      ++finished;
+      EXPECT_EQ(r.ids.size(), 400u);
+    } else {
+      ++failed;
+      EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE) << r.status.error_message();
+      EXPECT_NE(r.status.error_message().find("decode worker"), std::string::npos)
+          << r.status.error_message();
+    }
+  }
+  EXPECT_GT(failed, 0) << "the killed worker had requests";
+  EXPECT_GT(finished, 0) << "the other worker's requests finish";
+  EXPECT_TRUE(cluster.KvUsageDrains({0}));
+
+  // New requests go to the surviving decode worker.
+  Result after = RunRequest(cluster.router().stub(), Request(3));
+  EXPECT_TRUE(after.status.ok()) << after.status.error_message();
+
+  // Abort mid-stream: the stream ends with ABORT and both sides free their blocks.
+  v1::GenerateRequest long_req = LongRequest(5, 450);
+  long_req.set_request_id("to-abort");
+  std::atomic<bool> started{false};
+  Result aborted;
+  std::thread t([&] {
+    aborted = RunRequest(cluster.router().stub(), long_req, [&](int) { started = true; });
+  });
+  for (int i = 0; i < 2000 && !started.load(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (!started.load()) {
+    t.join();
+    FAIL() << "the request to abort never streamed: " << aborted.status.error_message();
+  }
+  grpc::ClientContext ctx;
+  v1::AbortRequest abort_request;
+  abort_request.set_request_id("to-abort");
+  v1::AbortResponse abort_response;
+  ASSERT_TRUE(cluster.router().stub().Abort(&ctx, abort_request, &abort_response).ok());
+  EXPECT_TRUE(abort_response.found());
+  t.join();
+  ASSERT_TRUE(aborted.status.ok()) << aborted.status.error_message();
+  ASSERT_TRUE(aborted.complete.has_value());
+  EXPECT_EQ(aborted.complete->finish_reason(), v1::ABORT);
+  EXPECT_LT(aborted.ids.size(), 450u);
+  EXPECT_TRUE(cluster.KvUsageDrains({0}));
+}
+
+TEST_F(DisaggTest, ClaaHandoffMovesTheCompactCacheBytes) {
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start(model_));
+  // stories260K: 5 layers, 4 KV heads of 8 dims. CLAA's defaults at 5 layers prune after layer 2
+  // with min_layer 0, so every layer keeps ceil(0.2 * 200) = 40 slots.
+  v1::GenerateRequest req = Request(0);
+  req.clear_token_ids();
+  req.mutable_token_ids()->add_ids(1);
+  for (int t = 1; t < 200; ++t) req.mutable_token_ids()->add_ids(3 + (t * 29) % 500);
+  req.mutable_pruning()->Clear();
+  req.mutable_pruning()->set_method(v1::PruningOptions::CLAA);
+  req.mutable_pruning()->set_keep_ratio(0.2f);
+  Result r = RunRequest(cluster.router().stub(), req);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.complete->usage().kept_prompt_tokens(), 40u);
+  const double compact = 5.0 * 40 * 4 * 8 * 2 * sizeof(float);
+  double received = 0, sent = 0;
+  for (int w = 0; w < 2; ++w) {
+    received += cluster.decode(w).MetricValue("claa_kv_transfer_bytes_total").value_or(0);
+    sent += cluster.prefill(w).MetricValue("claa_kv_transfer_bytes_total").value_or(0);
+  }
+  EXPECT_EQ(received, compact);
+  EXPECT_EQ(sent, compact);
+  EXPECT_LT(compact, 5.0 * 200 * 4 * 8 * 2 * sizeof(float) / 4);  // a fifth of the full cache
+}
+
+}  // namespace
+}  // namespace claa
