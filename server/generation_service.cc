@@ -47,20 +47,7 @@ grpc::Status GenerationService::Abort(grpc::ServerContext* context,
 grpc::Status GenerationService::GetModelInfo(grpc::ServerContext* context,
                                              const v1::GetModelInfoRequest* request,
                                              v1::ModelInfo* response) {
-  const ModelConfig& c = model_->config;
-  response->set_model_name(model_->name);
-  response->set_architecture(c.architecture);
-  response->set_builtin(model_->builtin);
-  response->set_vocab_size(c.vocab_size);
-  response->set_max_context_length(model_->max_context_length);
-  response->set_num_layers(c.num_layers);
-  response->set_hidden_size(c.hidden_size);
-  response->set_num_heads(c.num_heads);
-  response->set_num_kv_heads(c.num_kv_heads);
-  response->set_tp_size(model_->runner->tp_size());
-  if (model_->bos_token_id) response->set_bos_token_id(*model_->bos_token_id);
-  for (int32_t id : model_->eos_token_ids) response->add_eos_token_ids(id);
-  response->set_backend("cpu");
+  FillModelInfo(*model_, "cpu", response);
   return grpc::Status::OK;
 }
 

@@ -144,6 +144,23 @@ v1::GenerateRequest ToWorkerRequest(const v1::GenerateRequest& original,
   return out;
 }
 
+void FillModelInfo(const LoadedModel& model, const std::string& backend, v1::ModelInfo* info) {
+  const ModelConfig& c = model.config;
+  info->set_model_name(model.name);
+  info->set_architecture(c.architecture);
+  info->set_builtin(model.builtin);
+  info->set_vocab_size(c.vocab_size);
+  info->set_max_context_length(model.max_context_length);
+  info->set_num_layers(c.num_layers);
+  info->set_hidden_size(c.hidden_size);
+  info->set_num_heads(c.num_heads);
+  info->set_num_kv_heads(c.num_kv_heads);
+  if (model.runner != nullptr) info->set_tp_size(model.runner->tp_size());
+  if (model.bos_token_id) info->set_bos_token_id(*model.bos_token_id);
+  for (int32_t id : model.eos_token_ids) info->add_eos_token_ids(id);
+  info->set_backend(backend);
+}
+
 v1::FinishReason ToProto(FinishReason reason) {
   switch (reason) {
     case FinishReason::kStop: return v1::STOP;

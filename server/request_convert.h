@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "claa/v1/claa.pb.h"
+#include "engine/generate/loaded_model.h"
 #include "engine/generate/sequence.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -46,6 +47,9 @@ v1::GenerateRequest ToWorkerRequest(const v1::GenerateRequest& original,
                                     const GenerationRequest& prepared);
 
 v1::FinishReason ToProto(FinishReason reason);
+
+// GetModelInfo's answer for `model` (tp_size from its runner when it has one).
+void FillModelInfo(const LoadedModel& model, const std::string& backend, v1::ModelInfo* info);
 
 }  // namespace claa
 

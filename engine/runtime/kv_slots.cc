@@ -26,22 +26,35 @@ size_t KvBytes(const ModelConfig& c, size_t slots_total) {
   return 2 * slots_total * size_t(c.num_kv_heads) * c.head_dim * sizeof(float);
 }
 
+namespace {
+
+// Copies n slots between the runner's pools and a flat [n][all kv heads][head_dim] buffer pair,
+// one rank's contiguous slice of heads at a time.
+void CopySlots(ModelRunner& runner, const SequenceKv& kv, int layer, int first, int n,
+               float* k_flat, float* v_flat, bool to_flat) {
+  const size_t row = size_t(runner.config().num_kv_heads) * runner.config().head_dim;
+  for (int r = 0; r < runner.tp_size(); ++r) {
+    PagedKvCache& cache = runner.cache(r);
+    const size_t part = cache.token_stride();
+    for (int s = 0; s < n; ++s) {
+      float* kf = k_flat + size_t(s) * row + size_t(r) * part;
+      float* vf = v_flat + size_t(s) * row + size_t(r) * part;
+      float* kc = cache.k_slot(layer, kv.blocks, first + s);
+      float* vc = cache.v_slot(layer, kv.blocks, first + s);
+      std::memcpy(to_flat ? kf : kc, to_flat ? kc : kf, part * sizeof(float));
+      std::memcpy(to_flat ? vf : vc, to_flat ? vc : vf, part * sizeof(float));
+    }
+  }
+}
+
+}  // namespace
+
 absl::Status ReadKvSlots(ModelRunner& runner, const SequenceKv& kv, int layer, int first, int n,
                          float* k_out, float* v_out) {
   const int filled = layer >= 0 && layer < int(kv.layer_lengths.size()) ? kv.layer_lengths[layer]
                                                                          : 0;
   if (auto s = CheckRange(runner, kv, layer, first, n, filled); !s.ok()) return s;
-  const int tp = runner.tp_size();
-  const size_t row = size_t(runner.config().num_kv_heads) * runner.config().head_dim;
-  for (int r = 0; r < tp; ++r) {
-    PagedKvCache& cache = runner.cache(r);
-    const size_t part = cache.token_stride();
-    for (int s = 0; s < n; ++s) {
-      const size_t dst = size_t(s) * row + size_t(r) * part;
-      std::memcpy(k_out + dst, cache.k_slot(layer, kv.blocks, first + s), part * sizeof(float));
-      std::memcpy(v_out + dst, cache.v_slot(layer, kv.blocks, first + s), part * sizeof(float));
-    }
-  }
+  CopySlots(runner, kv, layer, first, n, k_out, v_out, /*to_flat=*/true);
   return absl::OkStatus();
 }
 
@@ -49,17 +62,9 @@ absl::Status WriteKvSlots(ModelRunner& runner, const SequenceKv& kv, int layer, 
                           const float* k, const float* v) {
   const int capacity = int(kv.capacity(runner.block_size()));
   if (auto s = CheckRange(runner, kv, layer, first, n, capacity); !s.ok()) return s;
-  const int tp = runner.tp_size();
-  const size_t row = size_t(runner.config().num_kv_heads) * runner.config().head_dim;
-  for (int r = 0; r < tp; ++r) {
-    PagedKvCache& cache = runner.cache(r);
-    const size_t part = cache.token_stride();
-    for (int s = 0; s < n; ++s) {
-      const size_t src = size_t(s) * row + size_t(r) * part;
-      std::memcpy(cache.k_slot(layer, kv.blocks, first + s), k + src, part * sizeof(float));
-      std::memcpy(cache.v_slot(layer, kv.blocks, first + s), v + src, part * sizeof(float));
-    }
-  }
+  // CopySlots only reads the flat side when writing the pools.
+  CopySlots(runner, kv, layer, first, n, const_cast<float*>(k), const_cast<float*>(v),
+            /*to_flat=*/false);
   return absl::OkStatus();
 }
 

@@ -308,27 +308,13 @@ TEST(PrunedForwardTest, CompactCacheAndDecodeMatchTheReference) {
   const int H = c.hidden_size, nh = c.num_heads, F = c.intermediate_size;
   const int group = nh / c.num_kv_heads;
   auto matvec = [](const std::vector<float>& m, int out, int in, const std::vector<double>& x) {
-    std::vector<double> y(out, 0.0);
-    for (int o = 0; o < out; ++o)
-      for (int i = 0; i < in; ++i) y[o] += double(m[size_t(o) * in + i]) * x[i];
-    return y;
+    return testing::RefMatvec(m, out, in, x);
   };
   auto rms = [&](const std::vector<double>& x, const std::vector<float>& g) {
-    double ms = 0;
-    for (double v : x) ms += v * v;
-    ms /= x.size();
-    std::vector<double> y(x.size());
-    for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] / std::sqrt(ms + c.rms_norm_eps) * g[i];
-    return y;
+    return testing::RefRmsNorm(x, g, c.rms_norm_eps);
   };
   auto rope = [&](std::vector<double>& v, int heads, int pos) {
-    for (int hh = 0; hh < heads; ++hh)
-      for (int i = 0; i < d / 2; ++i) {
-        const double a = pos / std::pow(c.rope_theta, 2.0 * i / d);
-        const double x1 = v[hh * d + i], x2 = v[hh * d + i + d / 2];
-        v[hh * d + i] = x1 * std::cos(a) - x2 * std::sin(a);
-        v[hh * d + i + d / 2] = x2 * std::cos(a) + x1 * std::sin(a);
-      }
+    testing::RefRope(v, heads, d, pos, c.rope_theta);
   };
   // Decoded tokens' own K/V per layer, appended as they come.
   std::vector<std::vector<std::vector<double>>> dk(3), dv(3);

@@ -20,6 +20,40 @@ struct ReferenceTrace {
   std::vector<std::vector<std::vector<double>>> q, k, v;  // v: not rotated
 };
 
+// y = M x (+ bias) for M [out, in] (HF layout), in double.
+inline std::vector<double> RefMatvec(const std::vector<float>& m, int out, int in,
+                                     const std::vector<double>& x,
+                                     const std::vector<float>* bias = nullptr) {
+  std::vector<double> y(out);
+  for (int o = 0; o < out; ++o) {
+    double s = bias && !bias->empty() ? (*bias)[o] : 0.0;
+    for (int i = 0; i < in; ++i) s += double(m[size_t(o) * in + i]) * x[i];
+    y[o] = s;
+  }
+  return y;
+}
+
+inline std::vector<double> RefRmsNorm(const std::vector<double>& x, const std::vector<float>& g,
+                                      double eps) {
+  double ms = 0;
+  for (double v : x) ms += v * v;
+  ms /= x.size();
+  std::vector<double> y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] / std::sqrt(ms + eps) * g[i];
+  return y;
+}
+
+// Rotate-half RoPE (no scaling) of `heads` head vectors of d values at position pos.
+inline void RefRope(std::vector<double>& v, int heads, int d, int pos, double theta) {
+  for (int h = 0; h < heads; ++h)
+    for (int i = 0; i < d / 2; ++i) {
+      const double a = pos / std::pow(theta, 2.0 * i / d);
+      const double x1 = v[h * d + i], x2 = v[h * d + i + d / 2];
+      v[h * d + i] = x1 * std::cos(a) - x2 * std::sin(a);
+      v[h * d + i + d / 2] = x2 * std::cos(a) + x1 * std::sin(a);
+    }
+}
+
 // Logits of every surviving row ([rows][vocab], row-major). With prune_after >= 0, layers after
 // prune_after run only on `kept` (ascending prompt indices) at their original positions and the
 // rows are those tokens.
@@ -32,31 +66,12 @@ inline std::vector<double> ReferenceLogits(const ModelWeights& w,
   const int T = int(tokens.size()), H = c.hidden_size, d = c.head_dim;
   const int nh = c.num_heads, nkv = c.num_kv_heads, F = c.intermediate_size;
   auto matvec = [](const std::vector<float>& m, int out, int in, const std::vector<double>& x,
-                   const std::vector<float>* bias) {
-    std::vector<double> y(out);
-    for (int o = 0; o < out; ++o) {
-      double s = bias && !bias->empty() ? (*bias)[o] : 0.0;
-      for (int i = 0; i < in; ++i) s += double(m[size_t(o) * in + i]) * x[i];
-      y[o] = s;
-    }
-    return y;
-  };
+                   const std::vector<float>* bias) { return RefMatvec(m, out, in, x, bias); };
   auto rms = [&](const std::vector<double>& x, const std::vector<float>& g) {
-    double ms = 0;
-    for (double v : x) ms += v * v;
-    ms /= x.size();
-    std::vector<double> y(x.size());
-    for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] / std::sqrt(ms + c.rms_norm_eps) * g[i];
-    return y;
+    return RefRmsNorm(x, g, c.rms_norm_eps);
   };
   auto rope = [&](std::vector<double>& v, int heads, int pos) {
-    for (int h = 0; h < heads; ++h)
-      for (int i = 0; i < d / 2; ++i) {
-        const double a = pos / std::pow(c.rope_theta, 2.0 * i / d);
-        const double x1 = v[h * d + i], x2 = v[h * d + i + d / 2];
-        v[h * d + i] = x1 * std::cos(a) - x2 * std::sin(a);
-        v[h * d + i + d / 2] = x2 * std::cos(a) + x1 * std::sin(a);
-      }
+    RefRope(v, heads, d, pos, c.rope_theta);
   };
   std::vector<int> active(T);
   for (int t = 0; t < T; ++t) active[t] = t;
