@@ -14,6 +14,10 @@ std::shared_ptr<grpc::Channel> ChannelCache::Get(const std::string& address) {
   if (channel == nullptr) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
+    // A worker that starts (or restarts) late must rejoin within seconds, not after gRPC's
+    // default reconnect backoff of up to two minutes.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   }
   return channel;
