@@ -30,6 +30,11 @@ ABSL_FLAG(std::string, keep_ratios, "0.1,0.2,0.4", "eval: comma-separated keep r
 ABSL_FLAG(std::string, metric, "string_match_all",
           "eval: answer metric: exact_match, string_match_all or string_match_part.");
 ABSL_FLAG(int, limit, 0, "eval: evaluate only the first N tasks (0: all).");
+ABSL_FLAG(int, window, -1,
+          "eval: override every method's query window (default: the paper's 8 tokens).");
+ABSL_FLAG(int, pruning_layer, -1, "eval: override every method's pruning / selection layer.");
+ABSL_FLAG(int, min_layer, -1, "eval: override the first layer whose cache is compacted.");
+ABSL_FLAG(int, aggregation_layers, -1, "eval: override CLAA's number of aggregated layers.");
 
 // Defined in cli_main.cc, shared by the commands.
 ABSL_DECLARE_FLAG(std::string, model);
@@ -132,6 +137,16 @@ int RunEvalCommand() {
   options.metric = *metric;
   options.analysis = AnalysisFromFlags();
   options.limit = absl::GetFlag(FLAGS_limit);
+  if (absl::GetFlag(FLAGS_window) >= 0) options.overrides.window = absl::GetFlag(FLAGS_window);
+  if (absl::GetFlag(FLAGS_pruning_layer) >= 0) {
+    options.overrides.pruning_layer = absl::GetFlag(FLAGS_pruning_layer);
+  }
+  if (absl::GetFlag(FLAGS_min_layer) >= 0) {
+    options.overrides.min_layer = absl::GetFlag(FLAGS_min_layer);
+  }
+  if (absl::GetFlag(FLAGS_aggregation_layers) >= 0) {
+    options.overrides.aggregation_layers = absl::GetFlag(FLAGS_aggregation_layers);
+  }
   options.progress.label = "eval";
 
   auto tasks = eval::LoadTasksJsonl(tasks_path);

@@ -32,6 +32,15 @@ absl::StatusOr<double> RunTask(LoadedModel& model, const PromptAnalysis& analysi
   return ScoreAnswer(options.metric, result.text, task.answers);
 }
 
+// A method's configuration at keep ratio r: its defaults with the overrides applied.
+absl::StatusOr<PruningConfig> MethodConfig(PruningMethod m, int layers, double r,
+                                           const PruningOverrides& overrides) {
+  PruningOverrides o = overrides;
+  o.method.reset();
+  o.keep_ratio = r;
+  return ResolvePruningConfig(DefaultPruningConfig(m, layers, r), o, layers);
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<EvalTask>> LoadTasksJsonl(const std::string& path) {
@@ -66,7 +75,9 @@ absl::StatusOr<std::vector<EvalTask>> LoadTasksJsonl(const std::string& path) {
 }
 
 absl::StatusOr<EvalReport> RunPruningEval(LoadedModel& model, const std::vector<EvalTask>& all,
-                                          const EvalOptions& options) {
+                                          const EvalOptions& given) {
+  EvalOptions options = given;
+  if (options.overrides.window) options.analysis.window = *options.overrides.window;
   const int layers = model.config.num_layers;
   const size_t count =
       options.limit > 0 ? std::min(all.size(), size_t(options.limit)) : all.size();
@@ -83,6 +94,8 @@ absl::StatusOr<EvalReport> RunPruningEval(LoadedModel& model, const std::vector<
   for (PruningMethod m : options.methods) {
     rho_sum[m].assign(layers, 0.0);
     rho_n[m].assign(layers, 0.0);
+    CLAA_ASSIGN_OR_RETURN(PruningConfig config, MethodConfig(m, layers, 1.0, options.overrides));
+    report.configs[m] = config.DebugString();
   }
 
   const int64_t steps = int64_t(count) * (1 + int64_t(options.methods.size()) *
@@ -106,7 +119,8 @@ absl::StatusOr<EvalReport> RunPruningEval(LoadedModel& model, const std::vector<
     const int prefix = analysis->prefix_len();
     const auto oracle = absl::MakeConstSpan(analysis->oracle).first(prefix);
     for (PruningMethod m : options.methods) {
-      const PruningConfig base = DefaultPruningConfig(m, layers);
+      CLAA_ASSIGN_OR_RETURN(const PruningConfig base,
+                            MethodConfig(m, layers, 1.0, options.overrides));
       if (m != PruningMethod::kOracle) {
         for (int l = 0; l < layers; ++l) {
           const std::vector<float> s = MethodScoresAtLayer(*analysis, m, l,
@@ -121,8 +135,8 @@ absl::StatusOr<EvalReport> RunPruningEval(LoadedModel& model, const std::vector<
       const std::vector<float> at_selection =
           MethodScoresAtLayer(*analysis, m, base.pruning_layer, base.aggregation_layers);
       for (double r : options.keep_ratios) {
-        PruningConfig config = DefaultPruningConfig(m, layers, r);
-        config.window = options.analysis.window;
+        CLAA_ASSIGN_OR_RETURN(const PruningConfig config,
+                              MethodConfig(m, layers, r, options.overrides));
         const int k = config.KeepCount(int(ids.size())) - config.window;
         if (k > 0) {
           recall_sum[m][r] +=
@@ -194,6 +208,8 @@ nlohmann::json EvalReport::ToJson() const {
     if (it != accuracy_by_task.end()) {
       for (const auto& [keep, tasks] : it->second) mj["accuracy_by_task"][KeepKey(keep)] = tasks;
     }
+    auto c = configs.find(m);
+    if (c != configs.end()) mj["config"] = c->second;
     j["methods"][PruningMethodName(m)] = mj;
   }
   return j;

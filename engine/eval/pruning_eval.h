@@ -33,6 +33,9 @@ struct EvalOptions {
   std::vector<double> keep_ratios = {0.1, 0.2, 0.4};
   AnswerMetric metric = AnswerMetric::kStringMatchAll;
   AnalysisOptions analysis;
+  // Applied over every method's defaults (DefaultPruningConfig); the method is never overridden.
+  // A window override also sets analysis.window (the signals the rankings are read from).
+  PruningOverrides overrides;
   int limit = 0;                  // first N tasks only (0: all)
   ProgressPrinter::Options progress;
 };
@@ -46,6 +49,8 @@ struct MethodResult {
 
 struct EvalReport {
   std::string model;
+  // One line per method: the configuration used at keep 1 (keep ratios vary per run).
+  std::map<PruningMethod, std::string> configs;
   int num_tasks = 0;
   int num_layers = 0;
   double full_accuracy = 0.0;
