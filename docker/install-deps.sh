@@ -10,6 +10,6 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build ccache pkg-config \
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev \
   libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev \
-  libopenblas-dev nlohmann-json3-dev libpcre2-dev libicu-dev \
+  libopenblas-dev nlohmann-json3-dev libpcre2-dev libicu-dev libfaiss-dev \
   python3-grpcio python3-protobuf python3-yaml prometheus >/dev/null
 echo "install-deps: done"

@@ -29,6 +29,7 @@
 #include "server/decode_worker_service.h"
 #include "server/generation_service.h"
 #include "server/metrics.h"
+#include "server/prefill_service.h"
 #include "server/prefill_worker_service.h"
 #include "server/router_service.h"
 #include "server/worker_pool.h"
@@ -67,6 +68,19 @@ ABSL_FLAG(double, keep_ratio, 0.2,
 ABSL_FLAG(int, max_running, 64, "Requests decoded together in one batched step.");
 ABSL_FLAG(int, max_prefill_tokens, 4096,
           "Prompt tokens prefilled in one step; a longer prompt runs alone.");
+ABSL_FLAG(bool, prefill_rpcs, true,
+          "--role=all: serve claa.v1.Prefill (Score, Classify, Embed) on a second copy of the "
+          "weights, so prefill-only requests never share the generation runner.");
+ABSL_FLAG(int, prefill_kv_cache_mb, 64,
+          "KV cache of the prefill-only runner in MiB (all ranks); bounds the longest prompt "
+          "Score / Classify / Embed accept.");
+ABSL_FLAG(std::string, attn_cache_dir, "",
+          "AttnCache directory (attention maps reused by similar prefill-only requests, kept "
+          "across restarts). Empty: no cache.");
+ABSL_FLAG(int, attn_cache_max_mb, 1024,
+          "Bound on the AttnCache store in MiB; least recently used entries are evicted.");
+ABSL_FLAG(double, attn_cache_threshold, 0.995,
+          "AttnCache reuses an entry when 1 - L2 distance of the lookup features >= this.");
 ABSL_FLAG(std::string, attn_cache_projector, "",
           "AttnCache lookup feature: a Siamese MLP file trained for this model "
           "(claa-bench-attncache --mode=mlp writes one). Empty: a fixed random projection.");
@@ -211,6 +225,33 @@ int main(int argc, char** argv) {
                                                         default_pruning);
   }
 
+  // Prefill-only RPCs (server/prefill_service.h): a runner of their own, optional AttnCache.
+  std::unique_ptr<claa::PrefillServing> prefill_only;
+  if (role == "all" && absl::GetFlag(FLAGS_prefill_rpcs)) {
+    if (absl::GetFlag(FLAGS_prefill_kv_cache_mb) < 1 ||
+        absl::GetFlag(FLAGS_attn_cache_max_mb) < 1) {
+      return Fail("--prefill_kv_cache_mb and --attn_cache_max_mb must be >= 1");
+    }
+    claa::PrefillServingOptions po;
+    po.cache_dir = absl::GetFlag(FLAGS_attn_cache_dir);
+    po.cache_max_bytes = int64_t{absl::GetFlag(FLAGS_attn_cache_max_mb)} << 20;
+    po.cache_threshold = absl::GetFlag(FLAGS_attn_cache_threshold);
+    po.cache_projector = absl::GetFlag(FLAGS_attn_cache_projector);
+    po.kv_cache_bytes = int64_t{absl::GetFlag(FLAGS_prefill_kv_cache_mb)} << 20;
+    auto created = claa::PrefillServing::Create(**model, po, metrics.registry().get());
+    if (!created.ok()) return Fail(absl::StrCat("prefill RPCs: ", created.status().message()));
+    prefill_only = *std::move(created);
+    for (const auto& r : prefill_only->refused) {
+      std::cerr << "claa-server: " << r.error << std::endl;
+    }
+    if (prefill_only->cache) {
+      std::cout << "claa-server: attn cache " << po.cache_dir << ": "
+                << prefill_only->cache->entries() << " entries, "
+                << prefill_only->cache->bytes() << " bytes, " << prefill_only->refused.size()
+                << " files refused" << std::endl;
+    }
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -220,6 +261,7 @@ int main(int argc, char** argv) {
   // KV chunks and last-token logits of large vocabularies exceed the 4 MiB default.
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.RegisterService(service.get());
+  if (prefill_only) builder.RegisterService(prefill_only->service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     return Fail(absl::StrCat("cannot listen on ", host, ":", absl::GetFlag(FLAGS_port)));

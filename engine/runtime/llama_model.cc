@@ -67,6 +67,16 @@ absl::Status LlamaModel::ValidateBatch(absl::Span<const ForwardItem> batch) cons
         return absl::Status(s.code(), absl::StrFormat("batch item %d: %s", i, s.message()));
       }
     }
+    if (item.attention_reuse != nullptr) {
+      if (item.start_pos != 0 || item.kv->max_layer_length() != 0 || item.prefill != nullptr) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "batch item %d: attention reuse needs a fresh sequence without prefill options", i));
+      }
+      absl::Status s = item.attention_reuse->Validate(n, c.num_layers, c.num_heads);
+      if (!s.ok()) {
+        return absl::Status(s.code(), absl::StrFormat("batch item %d: %s", i, s.message()));
+      }
+    }
     for (int b : item.kv->blocks) {
       if (b < 0 || b >= cache_->num_blocks()) {
         return absl::InvalidArgumentError(absl::StrFormat(
@@ -120,8 +130,10 @@ absl::Status LlamaModel::Forward(absl::Span<const ForwardItem> batch, std::vecto
     if (!rerun_tokens[i].empty()) {
       items.push_back(PassItem{batch[i].kv, rerun_tokens[i], 0, nullptr});
     } else {
-      items.push_back(PassItem{batch[i].kv, batch[i].tokens, batch[i].start_pos, pruners[i].get()});
+      items.push_back(PassItem{batch[i].kv, batch[i].tokens, batch[i].start_pos, pruners[i].get(),
+                               batch[i].attention_reuse});
     }
+    items.back().final_hidden = batch[i].final_hidden;
   }
   std::vector<std::vector<int>> new_lengths;
   CLAA_RETURN_IF_ERROR(RunPass(items, layers, /*commit=*/true, logits, all_logits, &new_lengths));
@@ -179,6 +191,12 @@ absl::Status LlamaModel::RunPass(absl::Span<const PassItem> batch, int num_layer
   const int kv_dim = w.local_kv_heads * d;
   const int ffn = w.local_ffn;
   const float eps = float(c.rms_norm_eps);
+  const int first_head = weights_->shard.rank * w.local_heads;
+  // Items that reuse cached attention need no queries or keys; skip them when no item does.
+  bool need_qk = false;
+  for (const PassItem& item : batch) {
+    need_qk = need_qk || item.reuse == nullptr || !item.reuse->replaces_attention();
+  }
 
   // Snapshot what the batch needs from the shared SequenceKv (see the header on TP).
   item_offset_.resize(num_items + 1);
@@ -230,20 +248,29 @@ absl::Status LlamaModel::RunPass(absl::Span<const PassItem> batch, int num_layer
 
     // --- Self-attention: column-parallel q/k/v, row-parallel o_proj. ---
     RmsNorm(hidden_.data(), total, hidden, lw.input_norm.data(), eps, normed_.data());
-    Gemm(normed_.data(), total, hidden, lw.q_proj.data(), q_dim, q_.data());
-    Gemm(normed_.data(), total, hidden, lw.k_proj.data(), kv_dim, k_.data());
+    if (need_qk) {
+      Gemm(normed_.data(), total, hidden, lw.q_proj.data(), q_dim, q_.data());
+      Gemm(normed_.data(), total, hidden, lw.k_proj.data(), kv_dim, k_.data());
+      if (!lw.q_bias.empty()) AddBias(q_.data(), total, q_dim, lw.q_bias.data());
+      if (!lw.k_bias.empty()) AddBias(k_.data(), total, kv_dim, lw.k_bias.data());
+      rope_.Apply(q_.data(), total, w.local_heads, q_dim, positions_.data());
+      rope_.Apply(k_.data(), total, w.local_kv_heads, kv_dim, positions_.data());
+    }
     Gemm(normed_.data(), total, hidden, lw.v_proj.data(), kv_dim, v_.data());
-    if (!lw.q_bias.empty()) AddBias(q_.data(), total, q_dim, lw.q_bias.data());
-    if (!lw.k_bias.empty()) AddBias(k_.data(), total, kv_dim, lw.k_bias.data());
     if (!lw.v_bias.empty()) AddBias(v_.data(), total, kv_dim, lw.v_bias.data());
-    rope_.Apply(q_.data(), total, w.local_heads, q_dim, positions_.data());
-    rope_.Apply(k_.data(), total, w.local_kv_heads, kv_dim, positions_.data());
 
     for (int i = 0; i < num_items; ++i) {
       const SequenceKv& kv = *batch[i].kv;
       const int past = past_lengths_[size_t(i) * layers + l];
       const int first = item_offset_[i];
       const int n = item_rows[i];
+      if (AttentionReuse* reuse = batch[i].reuse; reuse != nullptr && reuse->replaces_attention()) {
+        CLAA_RETURN_IF_ERROR(reuse->ApplyCached(l, first_head, w.local_heads, w.local_kv_heads, d,
+                                                &v_[size_t(first) * kv_dim], kv_dim, n,
+                                                &attn_[size_t(first) * q_dim], q_dim));
+        if (new_lengths != nullptr) (*new_lengths)[i][l] = past + n;
+        continue;
+      }
       for (int j = 0; j < n; ++j) {
         std::memcpy(cache_->k_slot(l, kv.blocks, past + j), &k_[size_t(first + j) * kv_dim],
                     kv_dim * sizeof(float));
@@ -256,6 +283,11 @@ absl::Status LlamaModel::RunPass(absl::Span<const PassItem> batch, int num_layer
         const PromptQk qk{&q_[size_t(first) * q_dim], q_dim, &k_[size_t(first) * kv_dim],
                           kv_dim, n, w.local_heads, w.local_kv_heads, d};
         CLAA_RETURN_IF_ERROR(pruner->AfterAttention(l, qk, *cache_, kv.blocks));
+      }
+      if (AttentionReuse* reuse = batch[i].reuse; reuse != nullptr && reuse->captures()) {
+        const PromptQk qk{&q_[size_t(first) * q_dim], q_dim, &k_[size_t(first) * kv_dim],
+                          kv_dim, n, w.local_heads, w.local_kv_heads, d};
+        CLAA_RETURN_IF_ERROR(reuse->Capture(l, first_head, qk));
       }
       if (new_lengths != nullptr) {
         (*new_lengths)[i][l] =
@@ -294,6 +326,15 @@ absl::Status LlamaModel::RunPass(absl::Span<const PassItem> batch, int num_layer
       SequenceKv* kv = batch[i].kv;
       kv->layer_lengths = (*new_lengths)[i];
       kv->num_positions += int(batch[i].tokens.size());
+    }
+  }
+
+  if (comm_ == nullptr || comm_->rank() == 0) {
+    for (int i = 0; i < num_items; ++i) {
+      if (batch[i].final_hidden == nullptr) continue;
+      batch[i].final_hidden->resize(size_t(item_rows[i]) * hidden);
+      RmsNorm(&hidden_[size_t(item_offset_[i]) * hidden], item_rows[i], hidden,
+              w.final_norm.data(), eps, batch[i].final_hidden->data());
     }
   }
 

@@ -17,6 +17,34 @@
 
 namespace claa {
 
+// Per-item attention reuse (AttnCache, DESIGN.md §3): the item's softmax attention probabilities
+// come from an earlier, similar input instead of Q/K. Implemented outside the runtime
+// (engine/attncache); the model only calls it. Every TP rank calls it for its own query heads,
+// [first_head, first_head + local heads), on its own thread, so implementations must let ranks
+// run concurrently on disjoint heads.
+class AttentionReuse {
+ public:
+  virtual ~AttentionReuse() = default;
+  // Checked by ValidateBatch before any rank starts: whether this item (num_tokens tokens, a
+  // fresh sequence) fits the maps of a model with num_layers layers and num_heads query heads.
+  virtual absl::Status Validate(int num_tokens, int num_layers, int num_heads) const = 0;
+  // True: at every layer the item skips Q/K projection, RoPE, QK^T and softmax; ApplyCached
+  // writes its attention output instead, and its KV cache slots are left unwritten, so the
+  // sequence must not be extended afterwards. False: attention runs normally (then Capture when
+  // captures()).
+  virtual bool replaces_attention() const = 0;
+  virtual bool captures() const { return false; }
+  // out[t][h * d ...] = sum_s A[layer][first_head + h][t][s] * v[s][(h / group) * d ...] for the
+  // item's rows t, s < num_tokens; v has num_tokens rows of v_stride floats (local KV heads),
+  // out has rows of out_stride floats (local query heads).
+  virtual absl::Status ApplyCached(int layer, int first_head, int local_heads, int local_kv_heads,
+                                   int head_dim, const float* v, int v_stride, int num_tokens,
+                                   float* out, int out_stride) = 0;
+  // After normal attention at `layer`: the item's RoPE'd queries and keys (local heads), from which
+  // the implementation derives the probabilities it keeps.
+  virtual absl::Status Capture(int layer, int first_head, const PromptQk& qk) { return {}; }
+};
+
 // One sequence's share of a batch: `tokens` are new tokens at positions start_pos, start_pos+1...
 // start_pos must equal kv->num_positions (the tokens already run). kv->blocks must already hold
 // every layer's current length + tokens.size() slots (see ReserveTokens).
@@ -26,11 +54,17 @@ namespace claa {
 // KV slots in later layers and, for CLAA / FastKV / Oracle, continues at position
 // tokens.size(); GemFilter re-runs the kept tokens at fresh positions 0..kept-1, so it continues
 // at position kept.
+//
+// attention_reuse (optional): see AttentionReuse; the item must be a fresh sequence (position 0,
+// empty cache) without prefill options. final_hidden (optional out, rank 0): the item's last-layer
+// hidden states after the final norm, [rows, hidden] (what embeddings pool).
 struct ForwardItem {
   SequenceKv* kv = nullptr;
   absl::Span<const int32_t> tokens;
   int start_pos = 0;
   const PrefillOptions* prefill = nullptr;
+  AttentionReuse* attention_reuse = nullptr;
+  std::vector<float>* final_hidden = nullptr;
 };
 
 class LlamaModel {
@@ -69,6 +103,8 @@ class LlamaModel {
     absl::Span<const int32_t> tokens;
     int start_pos;
     PrefillPruner* pruner;  // null: plain forward
+    AttentionReuse* reuse = nullptr;
+    std::vector<float>* final_hidden = nullptr;
   };
   // Runs layers [0, num_layers) over the items. With commit, advances the items' lengths and
   // positions (rank 0) and fills new_lengths [item][layer]; logits as in Forward.
