@@ -2,7 +2,9 @@
 # Prepares what the lent GPU machines lack (Ubuntu 24.04 with CUDA, GoogleTest and OpenBLAS, but
 # no Abseil), in .devcarry/ (git-ignored; name it in the device tool's `carry`):
 #  - .devcarry/gpu_deps: this machine's Abseil (headers, shared libraries, CMake config) as a
-#    relocatable prefix, so run_gpu_checks.sh can configure + build there;
+#    relocatable prefix, plus the nlohmann-json headers, so run_gpu_checks.sh can configure +
+#    build there;
+#  - .devcarry/shared/models/stories260K: the test model the GPU model checks compare on;
 #  - DEST (default .devcarry/gpu_check): gpu_kernels_check built here (nvcc, no GPU needed) with
 #    OpenBLAS and GoogleTest linked statically and the Abseil .so files it needs beside it;
 #    cuBLASLt and the C/C++ runtimes come from the target machine. run_gpu_checks.sh
@@ -34,4 +36,13 @@ cp -r /usr/include/absl "$DEPS/include/"
 cp -a /usr/$MULTIARCH/libabsl_*.so* "$DEPS/$MULTIARCH/"
 # abslTargets.cmake finds its prefix three levels above its own folder: relocatable.
 cp -r /usr/$MULTIARCH/cmake/absl "$DEPS/$MULTIARCH/cmake/"
+cp -r /usr/include/nlohmann "$DEPS/include/"
 du -sh "$DEPS"
+
+# The small real model of ../shared (1.1 MB); run_gpu_checks.sh points CLAA_SHARED_DIR at it.
+SHARED_SRC=${CLAA_SHARED_DIR:-$ROOT/../shared}
+if [[ -d "$SHARED_SRC/models/stories260K" ]]; then
+  rm -rf "$ROOT/.devcarry/shared"
+  mkdir -p "$ROOT/.devcarry/shared/models"
+  cp -r "$SHARED_SRC/models/stories260K" "$ROOT/.devcarry/shared/models/"
+fi

@@ -10,9 +10,13 @@
 #                   build is impossible here and .devcarry/gpu_check holds a bundle.
 #   --timing        also run GpuKernelTiming.* (CLAA_GPU_CHECK_TIMING=1)
 #   --sanitize      also run the checks under compute-sanitizer memcheck
+#   --bench         also run tests/bench/hf_prefill_baseline.py, then gpu_prefill_bench (which
+#                   merges the HF numbers); results in $OUT/gpu_prefill.{json,md}, hf_prefill.json.
+#                   CLAA_BENCH_ARGS adds benchmark flags (e.g. --lengths=4096 --layers=4).
 # Environment: CLAA_GPU_DEPS = extra CMAKE_PREFIX_PATH for Abseil/GTest/OpenBLAS (default: the
 # carried .devcarry/gpu_deps when the machine has no Abseil; tests/gpu/make_gpu_bundle.sh makes
-# it); OUT = folder for logs and the error report (default <build dir>/out).
+# it); CLAA_SHARED_DIR = test data (default ../shared, else the carried .devcarry/shared);
+# OUT = folder for logs and the error report (default <build dir>/out).
 # Exit status: that of the checks (non-zero if any check failed or nothing could run).
 set -uo pipefail
 
@@ -21,13 +25,15 @@ BUILD_DIR=$ROOT/build-gpu-check
 PREBUILT=""
 TIMING=0
 SANITIZE=0
+BENCH=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --prebuilt) PREBUILT=$(cd "$2" && pwd); shift 2 ;;
     --timing) TIMING=1; shift ;;
     --sanitize) SANITIZE=1; shift ;;
+    --bench) BENCH=1; shift ;;
     --build-dir) BUILD_DIR=$2; shift 2 ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,24p "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -57,7 +63,14 @@ if [[ -n "${CLAA_GPU_DEPS:-}" ]]; then
   export LD_LIBRARY_PATH=$CLAA_GPU_DEPS/lib/x86_64-linux-gnu:$CLAA_GPU_DEPS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 
+if [[ -z "${CLAA_SHARED_DIR:-}" && ! -d "$ROOT/../shared" && -d "$ROOT/.devcarry/shared" ]]; then
+  export CLAA_SHARED_DIR=$ROOT/.devcarry/shared
+  echo "using carried test data in $CLAA_SHARED_DIR"
+fi
+
 BIN=""
+MODEL_BIN=""
+BENCH_BIN=""
 if [[ -z "$PREBUILT" ]]; then
   echo "== configure + build ($BUILD_DIR)"
   start=$(date +%s)
@@ -66,6 +79,8 @@ if [[ -z "$PREBUILT" ]]; then
      cmake --build "$BUILD_DIR" -j"$(nproc)" >"$OUT_DIR/build.log" 2>&1; then
     echo "built in $(( $(date +%s) - start )) s"
     BIN=$BUILD_DIR/gpu_kernels_check
+    MODEL_BIN=$BUILD_DIR/gpu_model_check
+    BENCH_BIN=$BUILD_DIR/gpu_prefill_bench
   else
     echo "build failed after $(( $(date +%s) - start )) s; last lines:"
     tail -n 15 "$OUT_DIR/configure.log" "$OUT_DIR/build.log" 2>/dev/null
@@ -88,7 +103,18 @@ echo "== checks"
 CLAA_GPU_CHECK_REPORT=$OUT_DIR/gpu_check_report.txt "$BIN" --gtest_color=no \
   --gtest_filter='GpuKernelCheck.*' 2>&1 | tee "$OUT_DIR/gpu_check.log"
 rc=${PIPESTATUS[0]}
-echo "checks exit status: $rc"
+echo "kernel checks exit status: $rc"
+
+if [[ -n "$MODEL_BIN" ]]; then
+  echo "== GPU model checks (libclaa_cuda_backend.so via dlopen vs the CPU LlamaModel)"
+  CLAA_GPU_MODEL_REPORT=$OUT_DIR/gpu_model_report.txt "$MODEL_BIN" --gtest_color=no 2>&1 |
+    tee "$OUT_DIR/gpu_model_check.log"
+  mrc=${PIPESTATUS[0]}
+  echo "model checks exit status: $mrc"
+  [[ $mrc -eq 0 ]] || rc=1
+else
+  echo "== GPU model checks: not in the prebuilt bundle (build here to run them)"
+fi
 
 if [[ $TIMING -eq 1 ]]; then
   echo "== timing"
@@ -109,6 +135,17 @@ if [[ $SANITIZE -eq 1 ]]; then
   else
     echo "compute-sanitizer not found"
   fi
+fi
+
+if [[ $BENCH -eq 1 && -n "$BENCH_BIN" ]]; then
+  echo "== HF transformers baseline (same GPU, before our benchmark: it needs the memory)"
+  PYTHONUNBUFFERED=1 timeout "${CLAA_HF_TIMEOUT:-240}" python3 "$ROOT/tests/bench/hf_prefill_baseline.py" \
+    --out "$OUT_DIR/hf_prefill.json" ${CLAA_HF_ARGS:-} 2>&1 | tee "$OUT_DIR/hf_prefill.log" |
+    grep -v -i "warn"
+  echo "== GPU prefill benchmark"
+  "$BENCH_BIN" --out "$OUT_DIR" --hf_json "$OUT_DIR/hf_prefill.json" ${CLAA_BENCH_ARGS:-} 2>&1 |
+    tee "$OUT_DIR/gpu_prefill.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
 fi
 
 echo "== summary: $( [[ $rc -eq 0 ]] && echo PASS || echo FAIL ) (logs in $OUT_DIR)"

@@ -1,0 +1,18 @@
+#ifndef CLAA_ENGINE_GPU_BATCH_VALIDATION_H_
+#define CLAA_ENGINE_GPU_BATCH_VALIDATION_H_
+
+// The batch checks of LlamaModel::ValidateBatch, for the GPU model (which has no LlamaModel),
+// plus what the GPU path does not do yet (attention reuse, score capture: Unimplemented).
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "engine/model/config.h"
+#include "engine/runtime/llama_model.h"
+
+namespace claa::gpu {
+
+absl::Status ValidateGpuBatch(absl::Span<const ForwardItem> batch, const ModelConfig& config,
+                              int num_blocks, int block_size);
+
+}  // namespace claa::gpu
+
+#endif  // CLAA_ENGINE_GPU_BATCH_VALIDATION_H_

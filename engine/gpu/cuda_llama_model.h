@@ -1,0 +1,129 @@
+#ifndef CLAA_ENGINE_GPU_CUDA_LLAMA_MODEL_H_
+#define CLAA_ENGINE_GPU_CUDA_LLAMA_MODEL_H_
+
+// The Llama forward pass on one GPU (GpuModel, gpu_model.h), built on kernels/.
+//
+// Per layer, for all rows of the batch at once:
+//   normed = rmsnorm(residual)                     AddRmsNorm
+//   qkv = normed Wqkv^T (+ bias)                   one cuBLASLt GEMM (fused q/k/v)
+//   RoPE on q and k at each row's original position
+//   K/V -> paged cache (skipped where nothing will read it)
+//   attention: fresh prompts attend within their own rows (varlen flash attention); a batch of
+//     single tokens uses paged decode attention; anything else gathers cached + new K/V first
+//   [pruning: window / last-query scores, per-head top-k + cache compaction, the selection]
+//   residual += attn Wo^T                          GEMM accumulating into the residual (beta 1)
+//   normed = rmsnorm(residual); gu = normed Wgu^T  fused gate/up GEMM
+//   act = silu(gate) * up (in place); residual += act Wdown^T
+//   [token-selective propagation: gather the kept rows and their positions]
+// The residual stream is bf16 (as a bf16 model stores it); GEMMs accumulate in fp32.
+//
+// No host synchronisation between the forward's single metadata upload (batch_plan.h) and the
+// final download of logits and selections: the pruning decisions stay on the device.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/gpu/batch_plan.h"
+#include "engine/gpu/cuda_util.h"
+#include "engine/gpu/device_weights.h"
+#include "engine/gpu/gpu_model.h"
+#include "kernels/kernels.h"
+
+namespace claa::gpu {
+
+class CudaLlamaModel final : public GpuModel {
+ public:
+  // Takes the weights (already on options.device) and allocates the KV pools there.
+  static absl::StatusOr<std::unique_ptr<CudaLlamaModel>> Create(const ModelConfig& config,
+                                                                DeviceWeights weights,
+                                                                const GpuModelOptions& options,
+                                                                cudaStream_t stream);
+  // Checks that the kernels support this shape (head_dim 64 / 128, GQA divisibility).
+  static absl::Status CheckConfig(const ModelConfig& config);
+  ~CudaLlamaModel() override;
+
+  const ModelConfig& config() const override { return config_; }
+  int num_blocks() const override { return options_.num_blocks; }
+  int block_size() const override { return options_.block_size; }
+  size_t weight_bytes() const override { return weights_.bytes; }
+  size_t kv_cache_bytes() const override { return kv_.bytes(); }
+
+  absl::Status ValidateBatch(absl::Span<const ForwardItem> batch) const override;
+  absl::Status Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
+                       bool all_logits) override;
+  absl::StatusOr<std::vector<float>> LastSelectionScores(int item) const override;
+
+  // The stream every kernel of this model runs on (benchmarks record events on it).
+  cudaStream_t stream() const { return stream_; }
+
+  // Benchmarks: with profiling on, Forward records a CUDA event at every op-group boundary (no
+  // host synchronisation; events are reused across calls) and LastProfile() then gives the
+  // milliseconds of each group in the last Forward, summed over layers and passes.
+  enum class OpGroup {
+    kUpload, kEmbed, kNorm, kQkvGemm, kRope, kKvWrite, kAttention, kPruning, kOGemm,
+    kGateUpGemm, kSwiGlu, kDownGemm, kPropagation, kLmHead, kCount
+  };
+  static const char* OpGroupName(OpGroup group);
+  void set_profiling(bool on) { profiling_ = on; }
+  // Benchmarks (A/B): before fresh-prompt attention, copy the K and V columns of the fused QKV
+  // rows into compact [rows, 2 * kv_dim] rows, so the attention kernel streams K/V with a 4 KB
+  // instead of a 12 KB row stride (Llama-3.1-8B).
+  void set_pack_kv(bool on) { pack_kv_ = on; }
+  absl::StatusOr<std::vector<std::pair<std::string, double>>> LastProfile() const;
+
+ private:
+  CudaLlamaModel(const ModelConfig& config, DeviceWeights weights,
+                 const GpuModelOptions& options, cudaStream_t stream);
+
+  // Device addresses of one forward's metadata and scratch.
+  struct PassContext {
+    int32_t* blob = nullptr;
+    char* scratch = nullptr;
+    void* window_ws = nullptr;
+    size_t window_ws_bytes = 0;
+    void* decode_ws = nullptr;
+    size_t decode_ws_bytes = 0;
+    Bf16* kv_k = nullptr;  // contiguous K/V of kMixed layers
+    Bf16* kv_v = nullptr;
+  };
+  // Runs one pass; on return *residual / *positions hold the final rows.
+  absl::Status RunPass(const PassPlan& plan, const PassContext& ctx, Bf16** residual,
+                       const int32_t** positions);
+  absl::Status Attention(const PassPlan& plan, const AttnLayout& lay, int layer,
+                         const PassContext& ctx);
+  absl::Status PruningAfterAttention(const PassPlan& plan, int layer, const PassContext& ctx);
+  absl::Status ReserveActivations(int rows);
+  PagedKvLayer CacheLayer(int layer) const;
+  absl::Status Mark(OpGroup group);  // no-op unless profiling
+  // Whether the tensor-core attention kernels cover this head_dim.
+  bool FastHeadDim() const { return config_.head_dim == 64 || config_.head_dim == 128; }
+
+  ModelConfig config_;
+  ModelDims dims_;
+  GpuModelOptions options_;
+  cudaStream_t stream_;
+  DeviceWeights weights_;
+  DeviceBuffer kv_;  // [layers][K, V][num_blocks * block_size][kv_heads * head_dim]
+  DeviceBuffer inv_freq_;
+  std::unique_ptr<BlasLtGemm> gemm_;
+
+  int activation_rows_ = 0;
+  DeviceBuffer residual_[2], normed_, qkv_, attn_, gate_up_, positions_[2];
+  DeviceBuffer blob_dev_, scratch_, logits_dev_;
+  PinnedBuffer blob_host_, out_host_;
+
+  bool profiling_ = false;
+  bool pack_kv_ = false;
+  DeviceBuffer kv_pack_;  // [activation rows][2 * kv_dim] when pack_kv_
+  std::vector<cudaEvent_t> events_;  // reused; events_[i] ends the interval of marks_[i - 1]
+  std::vector<OpGroup> marks_;
+
+  // Where the last forward's selection scores live in scratch_: [item] -> (offset, count).
+  std::vector<std::pair<size_t, int>> selection_scores_;
+};
+
+}  // namespace claa::gpu
+
+#endif  // CLAA_ENGINE_GPU_CUDA_LLAMA_MODEL_H_

@@ -1,0 +1,108 @@
+#ifndef CLAA_ENGINE_GPU_GPU_MODEL_H_
+#define CLAA_ENGINE_GPU_GPU_MODEL_H_
+
+// The GPU backend's interface, as the server sees it. Free of CUDA headers: the backend lives in
+// a shared library (libclaa_cuda_backend.so) that the server loads with dlopen only when it
+// wants a GPU (DESIGN.md §5: cuBLAS loaded at start-up breaks prometheus-cpp's exposer), through
+// backend_loader.h. One binary then serves on CPU-only hosts and on GPUs.
+//
+// A GpuModel mirrors claa::LlamaModel (engine/runtime/llama_model.h) on one GPU: the same
+// ForwardItem batches, the same SequenceKv block tables (block ids from the caller's
+// BlockManager index the model's own bf16 paged pools), the same per-layer lengths, the same
+// pruned prefill (CLAA / FastKV / Oracle with token-selective propagation and per-KV-head cache
+// compaction, GemFilter's scoring pass and re-run), the same reports. Weights, activations and
+// the cache are bf16 with fp32 accumulation, so logits differ from the fp32 CPU path by bf16
+// rounding (tests/gpu/gpu_model_check.cc states the tolerances).
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/model/config.h"
+#include "engine/model/weights.h"
+#include "engine/runtime/llama_model.h"
+
+namespace claa::gpu {
+
+struct GpuModelOptions {
+  int device = 0;
+  // Paged KV pools: num_blocks blocks of block_size token slots in every layer (the scheme of
+  // engine/runtime/kv_cache.h). Block ids come from the caller's BlockManager.
+  int num_blocks = 0;
+  int block_size = 16;
+};
+
+class GpuModel {
+ public:
+  virtual ~GpuModel() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual int num_blocks() const = 0;
+  virtual int block_size() const = 0;
+  virtual size_t weight_bytes() const = 0;
+  virtual size_t kv_cache_bytes() const = 0;
+
+  // As LlamaModel::ValidateBatch; also refuses what the GPU path does not do (attention reuse,
+  // score capture) with Unimplemented.
+  virtual absl::Status ValidateBatch(absl::Span<const ForwardItem> batch) const = 0;
+
+  // As LlamaModel::Forward (tensor parallelism aside): runs the batch, appends K/V to the cache,
+  // advances kv->layer_lengths / num_positions, fills prefill reports, and writes the fp32
+  // logits of each item's last token to *logits ([batch, vocab]; every token's with
+  // all_logits). logits == nullptr skips the LM head. Returns once the logits are on the host.
+  virtual absl::Status Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
+                               bool all_logits) = 0;
+
+  // Evaluation / checks: the per-token score that selected item `item`'s kept tokens in the
+  // last Forward (CLAA: z-score max; FastKV / GemFilter: head sum; Oracle: the given scores),
+  // one value per prefix token. NotFound when that item did not prune.
+  virtual absl::StatusOr<std::vector<float>> LastSelectionScores(int item) const = 0;
+};
+
+class GpuBackend {
+ public:
+  virtual ~GpuBackend() = default;
+
+  // CUDA devices visible to this process (0 without a driver or device; not an error).
+  virtual int DeviceCount() const = 0;
+  // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)", or an error text.
+  virtual std::string DeviceDescription(int device) const = 0;
+
+  // A model from fp32 host weights (converted to bf16 on upload). Tensor parallelism is not
+  // there yet: the weights must be the whole model (shard size 1).
+  virtual absl::StatusOr<std::unique_ptr<GpuModel>> CreateModel(
+      const ModelWeights& weights, const GpuModelOptions& options) = 0;
+  // A model of `config`'s shape with random bf16 weights drawn on the device (uniform with
+  // standard deviation init_std; norm weights near 1): for benchmarks, where an 8B model's
+  // fp32 host copy would cost 32 GB and a minute.
+  virtual absl::StatusOr<std::unique_ptr<GpuModel>> CreateRandomModel(
+      const ModelConfig& config, uint64_t seed, float init_std,
+      const GpuModelOptions& options) = 0;
+};
+
+// The C entry point of libclaa_cuda_backend.so. The caller passes the layout it was built with;
+// the library returns null when it differs from its own (a stale library next to a newer
+// binary), so types never cross the boundary with different layouts.
+struct GpuBackendAbi {
+  int version = 1;
+  size_t forward_item_size = sizeof(ForwardItem);
+  size_t sequence_kv_size = sizeof(SequenceKv);
+  size_t prefill_options_size = sizeof(PrefillOptions);
+  size_t model_config_size = sizeof(ModelConfig);
+  size_t model_weights_size = sizeof(ModelWeights);
+  size_t options_size = sizeof(GpuModelOptions);
+
+  bool operator==(const GpuBackendAbi&) const = default;
+};
+
+inline constexpr char kGpuBackendFactorySymbol[] = "claa_cuda_backend_create";
+// Returns a new backend the caller owns, or null on an ABI mismatch.
+using GpuBackendFactory = GpuBackend* (*)(const GpuBackendAbi* caller_abi);
+
+}  // namespace claa::gpu
+
+#endif  // CLAA_ENGINE_GPU_GPU_MODEL_H_
