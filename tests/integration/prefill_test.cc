@@ -352,7 +352,7 @@ TEST(PrefillRpcStories, NearDuplicatesHitAndClassifyAsUncached) {
     ASSERT_TRUE(Call(server, request(name, "ball", v1::ATTN_CACHE_LOOKUP_AND_INSERT), &r).ok());
   }
   int hits = 0, items = 0;
-  for (const std::string& object : {"doll", "kite", "car"}) {
+  for (const char* object : {"doll", "kite", "car"}) {
     for (int n = 0; n < int(names.size()); ++n) {
       v1::ClassifyResponse cached, uncached;
       ASSERT_TRUE(Call(server, request(names[n], object, v1::ATTN_CACHE_LOOKUP), &cached).ok());

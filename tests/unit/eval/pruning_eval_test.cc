@@ -84,7 +84,9 @@ TEST(PruningEvalTest, ReportInvariants) {
     for (const auto& [keep, recall] : r.recall) {
       EXPECT_GE(recall, 0.0);
       EXPECT_LE(recall, 1.0);
-      if (m == PruningMethod::kOracle) EXPECT_DOUBLE_EQ(recall, 1.0);
+      if (m == PruningMethod::kOracle) {
+        EXPECT_DOUBLE_EQ(recall, 1.0);
+      }
     }
     if (m == PruningMethod::kOracle) continue;
     ASSERT_EQ(int(r.spearman_by_layer.size()), model->config.num_layers);
