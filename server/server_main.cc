@@ -103,7 +103,18 @@ int main(int argc, char** argv) {
       "       claa-server --role=router --prefill_workers=H:P,... --decode_workers=H:P,...\n"
       "With no --model it serves a built-in tiny model with random weights so that the\n"
       "server starts anywhere; pass --model to serve a real Hugging Face Llama, Mistral or\n"
-      "Qwen2 directory.");
+      "Qwen2 directory.\n"
+      "Metrics (GET /metrics on --metrics_port; docs/metrics.md explains each):\n"
+      "  histograms: claa_time_to_first_token_seconds, claa_inter_token_latency_seconds,\n"
+      "    claa_e2e_request_latency_seconds, claa_request_queue_time_seconds,\n"
+      "    claa_request_prefill_time_seconds, claa_prompt_kept_ratio, claa_kv_transfer_seconds,\n"
+      "    claa_decode_queue_time_seconds, claa_prefill_only_request_seconds\n"
+      "  counters: claa_prompt_tokens_total, claa_generation_tokens_total,\n"
+      "    claa_request_success_total, claa_request_failure_total, claa_num_preemptions_total,\n"
+      "    claa_kv_transfer_bytes_total, claa_attn_cache_lookups_total,\n"
+      "    claa_attn_cache_hits_total, claa_attn_cache_evictions_total\n"
+      "  gauges: claa_num_requests_running, claa_num_requests_waiting, claa_kv_cache_usage_perc,\n"
+      "    claa_kv_leased_tickets, claa_attn_cache_store_bytes");
   absl::ParseCommandLine(argc, argv);
   // Block SIGINT/SIGTERM before any thread starts (threads inherit the mask), so that main can
   // wait for them with sigwait and shut down outside a signal handler.

@@ -281,9 +281,18 @@ def main():
         if check_promtool(check, src) == SKIP:
             return SKIP
     else:
-        known, unparsed = defined_metrics(os.path.join(src, "server", "metrics.cc"))
-        check("every claa_ name in server/metrics.cc is a counter, gauge or histogram",
+        known, unparsed = set(), set()
+        for source in ("metrics.cc", "attn_cache_metrics.cc"):
+            k, u = defined_metrics(os.path.join(src, "server", source))
+            known |= k
+            unparsed |= u
+        check("every claa_ name in server/*metrics.cc is a counter, gauge or histogram",
               not unparsed, str(sorted(unparsed)))
+        if args.server:
+            rc, out = run([args.server, "--help"])
+            base = {re.sub(r"_(bucket|sum|count)$", "", n) for n in known}
+            unlisted = sorted(n for n in base if n not in out)
+            check("claa-server --help lists every metric", not unlisted, str(unlisted))
         check("server/metrics.cc defines the TTFT histogram",
               "claa_time_to_first_token_seconds_bucket" in known, str(sorted(known)))
         check_docs(check, src, known)
