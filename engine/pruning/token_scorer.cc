@@ -10,6 +10,9 @@ namespace claa {
 std::vector<float> ClaaScorer::Score(absl::Span<const LayerScores> history) const {
   if (history.empty()) return {};
   const int prefix = history.back().prefix_len;
+  // A prompt no longer than the window has no prefix to rank; the rows are then empty, and even
+  // taking &values[0] of an empty vector is undefined (UBSan: reference binding to null).
+  if (prefix <= 0) return {};
   std::vector<float> best(prefix, -std::numeric_limits<float>::infinity());
   const size_t first = history.size() > size_t(n_) ? history.size() - n_ : 0;
   for (size_t l = first; l < history.size(); ++l) {

@@ -54,6 +54,16 @@ TEST(TokenScorerTest, FastKvAndFixedByHand) {
   EXPECT_EQ(SelectKeptTokens(o, 6, 2, 4), (std::vector<int>{1, 3, 4, 5}));
 }
 
+// A prompt no longer than the window leaves an empty prefix (found by UBSan in a disaggregated
+// CLAA prefill of a short prompt: the scorer indexed an empty vector).
+TEST(TokenScorerTest, EmptyPrefix) {
+  LayerScores empty;
+  empty.num_kv_heads = 2;
+  const std::vector<LayerScores> history = {empty, empty};
+  EXPECT_TRUE(ClaaScorer(2).Score(history).empty());
+  EXPECT_TRUE(HeadSumScorer().Score(history).empty());
+}
+
 TEST(TokenScorerTest, SelectionEdgeCases) {
   EXPECT_EQ(SelectKeptTokens({}, 3, 8, 3), (std::vector<int>{0, 1, 2}));  // prompt < window
   EXPECT_EQ(SelectKeptTokens({5, 4, 3}, 5, 2, 5), (std::vector<int>{0, 1, 2, 3, 4}));
