@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <initializer_list>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -268,6 +269,31 @@ absl::StatusOr<ModelConfig> ParseWithSource(std::string_view json_text, const st
   // RoPE rotates pairs of dimensions.
   if (c.head_dim % 2 != 0) {
     return r.Error("head_dim", absl::StrCat("must be even for rotary embeddings, got ", c.head_dim));
+  }
+  // Each field fits an int, but loading multiplies them in int64 (weight elements, KV bytes per
+  // token); a config whose products could overflow there describes no model that could ever be
+  // loaded, so refuse it by name instead of computing garbage sizes.
+  constexpr int64_t kMaxProduct = int64_t{1} << 48;
+  auto fits = [&](std::initializer_list<int64_t> factors) {
+    int64_t product = 1;
+    for (int64_t f : factors) {
+      if (f > kMaxProduct / product) return false;
+      product *= f;
+    }
+    return true;
+  };
+  const char* too_large = nullptr;
+  if (!fits({c.vocab_size, c.hidden_size})) {
+    too_large = "vocab_size x hidden_size";
+  } else if (!fits({c.num_heads, c.head_dim, c.hidden_size})) {
+    too_large = "num_attention_heads x head_dim x hidden_size";
+  } else if (!fits({c.intermediate_size, c.hidden_size})) {
+    too_large = "intermediate_size x hidden_size";
+  } else if (!fits({2, c.num_layers, c.num_kv_heads, c.head_dim, 4})) {
+    too_large = "num_hidden_layers x num_key_value_heads x head_dim";
+  }
+  if (too_large != nullptr) {
+    return r.Error(too_large, "is too large (over 2^48): not the sizes of a real model");
   }
   CLAA_ASSIGN_OR_RETURN(c.max_position_embeddings,
                         r.PositiveInt(root, "max_position_embeddings", "max_position_embeddings"));

@@ -209,8 +209,10 @@ absl::StatusOr<SafetensorsArchive::TensorMap> SafetensorsArchive::MapFile(
   std::vector<const std::string*> range_names;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
+    // A plain reference: clang before 16 cannot capture a structured binding in a lambda.
+    const std::string& tensor_name = name;
     auto bad_tensor = [&](absl::string_view what) {
-      return bad(absl::StrCat("tensor '", Av(name), "': ", what));
+      return bad(absl::StrCat("tensor '", Av(tensor_name), "': ", what));
     };
     if (!entry.is_object()) return bad_tensor("entry is not an object");
 
@@ -438,6 +440,8 @@ absl::Status SafetensorsArchive::ReadF32Cols(std::string_view name,
   const size_t width = static_cast<size_t>(col_end - col_begin);
   const size_t esize = DTypeSize(t->dtype);
   out->resize(rows * width);
+  // Nothing to copy; and a [2^62, 0] tensor (legal, zero bytes) must not loop over its rows.
+  if (width == 0) return absl::OkStatus();
   for (size_t r = 0; r < rows; ++r) {
     Convert(t->dtype, t->data + (r * cols + static_cast<size_t>(col_begin)) * esize, width,
             out->data() + r * width);

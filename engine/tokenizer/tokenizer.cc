@@ -96,6 +96,19 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
   int32_t max_id = impl->model->max_id();
   for (const AddedToken& t : impl->added_tokens.tokens()) max_id = std::max(max_id, t.id);
   impl->vocab_size = max_id + 1;
+  // Post-processor ids are taken from the file as written (Roberta/Bert [token, id] pairs, a
+  // template's "special_tokens" table). One that names no token would make Encode emit ids that
+  // Decode, the scheduler and the model all refuse, so refuse the file here, naming the id.
+  if (impl->post_processor != nullptr) {
+    std::vector<int32_t> special_ids;
+    impl->post_processor->Process(special_ids);
+    for (int32_t id : special_ids) {
+      if (impl->TokenOf(id) == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "post_processor: special token id ", id, " is not in the vocabulary"));
+      }
+    }
+  }
 
   auto tokenizer = std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
   // Pick the streaming anchor: a non-special token whose text is one ASCII letter and renders

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Configures, builds and tests under a sanitizer: the CMakePresets.json presets `asan`
+# (AddressSanitizer + UndefinedBehaviorSanitizer) or `tsan` (ThreadSanitizer), in build-asan/ or
+# build-tsan/.
+#
+#   tests/sanitizers/run_sanitized.sh asan|tsan [REGEX]
+#
+# Without REGEX: the unit tests first (fast, most reports are found there), then the
+# integration tests, whose claa-server / claa-cli / claa-loadgen children are sanitized too.
+# With REGEX: only the tests `ctest -R REGEX` selects. JOBS (default 2) sets build and test
+# parallelism; everything runs under `nice`, since sanitized builds are slow on a shared machine.
+#
+# Every sanitized process (test binaries and the servers they spawn, which may be killed before
+# their stderr is read) writes its reports to build-<kind>/sanitizer-logs/report.<pid>; the run
+# fails if any report exists, even when every test passed.
+set -euo pipefail
+
+kind="${1:-}"
+regex="${2:-}"
+if [[ "$kind" != asan && "$kind" != tsan ]]; then
+  echo "usage: $0 asan|tsan [ctest -R regex]" >&2
+  exit 2
+fi
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+jobs="${JOBS:-2}"
+build="build-$kind"
+logs="$root/$build/sanitizer-logs"
+
+nice -n 10 cmake --preset "$kind"
+nice -n 10 cmake --build --preset "$kind" -j "$jobs"
+
+rm -rf "$logs"
+mkdir -p "$logs"
+# Appended to ASAN_OPTIONS / UBSAN_OPTIONS / TSAN_OPTIONS by the test presets.
+export CLAA_SANITIZER_OPTIONS="log_path=$logs/report"
+
+status=0
+# Each ctest run's full output (-V: every test's stdout and stderr, including what the servers
+# it spawned printed) goes to $logs/ctest-<name>.log; the console gets ctest's summary.
+run_ctest() {
+  local name="$1"
+  shift
+  local start=$SECONDS
+  nice -n 10 ctest --preset "$kind" -j "$jobs" -V "$@" >"$logs/ctest-$name.log" 2>&1 || status=1
+  grep -E '^[0-9]+/[0-9]+ Test|tests passed|^\s+[0-9]+ - ' "$logs/ctest-$name.log" |
+    grep -vE 'Passed' || true
+  echo "== ctest $name ($*): $((SECONDS - start)) s; full output in $logs/ctest-$name.log"
+}
+if [[ -n "$regex" ]]; then
+  run_ctest selected -R "$regex"
+else
+  # Labels from tests/CMakeLists.txt: one per folder under tests/.
+  run_ctest unit -L '^unit$'
+  run_ctest integration -L '^integration$'
+fi
+
+# Reports of processes whose failure no test noticed: report files (ASan, TSan honour log_path)
+# and report lines in the captured output (GCC's UBSan runtime ignores log_path).
+shopt -s nullglob
+reports=("$logs"/report.*)
+if ((${#reports[@]} > 0)); then
+  echo "== ${#reports[@]} sanitizer report file(s) under $logs:" >&2
+  for r in "${reports[@]}"; do
+    echo "---- $r" >&2
+    head -n 60 "$r" >&2
+  done
+  status=1
+fi
+pattern='runtime error:|ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|ThreadSanitizer: reported'
+if grep -lE "$pattern" "$logs"/ctest-*.log >/dev/null 2>&1; then
+  echo "== sanitizer reports in the test output:" >&2
+  grep -hE -A12 "$pattern" "$logs"/ctest-*.log | head -n 120 >&2
+  status=1
+fi
+if ((status == 0)); then
+  echo "== $kind: all selected tests passed, no sanitizer reports"
+fi
+exit "$status"
