@@ -88,8 +88,30 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const ModelLoadOptions& o
   RunnerOptions runner_options;
   runner_options.num_kv_blocks = model->num_kv_blocks;
   runner_options.block_size = options.block_size;
+  if (options.device != "cpu" && options.device != "cuda" && options.device != "auto") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device must be cpu, cuda or auto, got '", options.device, "'"));
+  }
+  if (options.device != "cpu") {
+    // Loaded only now, with dlopen: cuBLAS must not be in the process at start-up
+    // (DESIGN.md §5), and a CPU-only host needs neither the library nor a driver.
+    absl::StatusOr<std::unique_ptr<gpu::GpuBackendLibrary>> lib =
+        gpu::GpuBackendLibrary::Load(options.cuda_backend_path, /*require_device=*/true);
+    if (lib.ok()) {
+      model->gpu_library = *std::move(lib);
+      runner_options.gpu_backend = &model->gpu_library->backend();
+      runner_options.gpu_device = options.gpu_device;
+    } else if (options.device == "cuda") {
+      return absl::Status(lib.status().code(),
+                          absl::StrCat("--device=cuda: ", lib.status().message()));
+    } else {
+      model->device_note = absl::StrCat("no GPU backend, running on the CPU (",
+                                        lib.status().message(), ")");
+    }
+  }
   CLAA_ASSIGN_OR_RETURN(model->runner,
                         ModelRunner::Create(load_shard, options.tp_size, runner_options));
+  model->device_description = model->runner->device_description();
   return model;
 }
 

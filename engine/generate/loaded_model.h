@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/gpu/backend_loader.h"
 #include "engine/model/config.h"
 #include "engine/runtime/model_runner.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -27,6 +28,14 @@ struct ModelLoadOptions {
   // False: config and tokenizer only, no weights and no runner (the router of disaggregated
   // serving tokenizes and validates but runs no model).
   bool load_weights = true;
+  // Where the model runs: "cpu"; "cuda" (the CUDA backend, libclaa_cuda_backend.so, loaded with
+  // dlopen; an error if it or a GPU is missing); "auto" (cuda when both are there, else cpu).
+  // With tp > 1 on cuda: GPUs gpu_device .. gpu_device + tp - 1, NCCL between them.
+  std::string device = "cpu";
+  int gpu_device = 0;
+  // The backend library; empty: $CLAA_CUDA_BACKEND, then next to the executable, then the
+  // loader's search path (engine/gpu/backend_loader.h).
+  std::string cuda_backend_path;
 };
 
 struct LoadedModel {
@@ -34,7 +43,12 @@ struct LoadedModel {
   bool builtin = false;
   ModelConfig config;
   std::unique_ptr<Tokenizer> tokenizer;
+  // Declared before the runner, so the GPU model is destroyed before its library.
+  std::unique_ptr<gpu::GpuBackendLibrary> gpu_library;
   std::unique_ptr<ModelRunner> runner;
+  // Where the runner runs ("cpu", or the GPUs), and with device "auto", why it is not on a GPU.
+  std::string device_description;
+  std::string device_note;
   std::vector<int32_t> eos_token_ids;  // config.json and generation_config.json, merged
   std::optional<int32_t> bos_token_id;
   int num_kv_blocks = 0;

@@ -8,6 +8,8 @@
 #include "engine/gpu/cuda_llama_model.h"
 #include "engine/gpu/device_weights.h"
 #include "engine/gpu/gpu_model.h"
+#include "engine/gpu/nccl_group.h"
+#include "engine/gpu/tp_group_model.h"
 #include "engine/util/status_macros.h"
 #include "kernels/kernels.h"
 
@@ -54,6 +56,37 @@ class CudaBackend final : public GpuBackend {
     return Finish(config, std::move(w), options, stream);
   }
 
+  absl::StatusOr<std::unique_ptr<GpuModel>> CreateTpModel(
+      absl::Span<const ModelWeights> shards, const GpuModelOptions& options) override {
+    const int tp = int(shards.size());
+    if (tp == 0) return absl::InvalidArgumentError("CreateTpModel: no shards");
+    const ModelConfig& config = shards[0].config;
+    CLAA_RETURN_IF_ERROR(CudaLlamaModel::CheckConfig(config));
+    for (int r = 0; r < tp; ++r) {
+      if (shards[r].shard.rank != r || shards[r].shard.size != tp) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "CreateTpModel: shards[%d] is shard %d of %d, expected %d of %d", r,
+            shards[r].shard.rank, shards[r].shard.size, r, tp));
+      }
+    }
+    return CreateGroup(config, tp, options, [&](int r, cudaStream_t stream) {
+      return UploadWeights(shards[r], stream);
+    });
+  }
+
+  absl::StatusOr<std::unique_ptr<GpuModel>> CreateRandomTpModel(
+      const ModelConfig& config, int tp, uint64_t seed, float init_std,
+      const GpuModelOptions& options) override {
+    CLAA_RETURN_IF_ERROR(CudaLlamaModel::CheckConfig(config));
+    CLAA_RETURN_IF_ERROR(ValidateTpShard(config, TpShard{0, tp}));
+    const ModelConfig local = LocalTpConfig(config, tp);
+    return CreateGroup(config, tp, options, [&](int r, cudaStream_t stream) {
+      // Replicated tensors (embedding, norms, LM head) are drawn alike on every rank; the
+      // rank salts the seeds of its slices.
+      return RandomDeviceWeights(local, seed, init_std, stream, /*layer_seed_salt=*/uint64_t(r));
+    });
+  }
+
  private:
   absl::StatusOr<cudaStream_t> Prepare(const GpuModelOptions& options) const {
     if (DeviceCount() == 0) {
@@ -64,6 +97,39 @@ class CudaBackend final : public GpuBackend {
     cudaStream_t stream = nullptr;
     CLAA_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     return stream;
+  }
+
+  // The NCCL group of devices options.device .. + tp - 1, then rank r's weights from
+  // make_weights(r, stream) on device options.device + r; one rank is a plain model.
+  template <typename MakeWeights>
+  absl::StatusOr<std::unique_ptr<GpuModel>> CreateGroup(const ModelConfig& config, int tp,
+                                                        const GpuModelOptions& options,
+                                                        MakeWeights make_weights) {
+    if (DeviceCount() == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("no CUDA device (%s)", DeviceDescription(0)));
+    }
+    std::shared_ptr<NcclGroup> group;
+    if (tp > 1) {
+      CLAA_ASSIGN_OR_RETURN(group, NcclGroup::Create(options.device, tp));
+    }
+    std::vector<std::unique_ptr<CudaLlamaModel>> ranks;
+    for (int r = 0; r < tp; ++r) {
+      GpuModelOptions rank_options = options;
+      rank_options.device = options.device + r;
+      CLAA_ASSIGN_OR_RETURN(cudaStream_t stream, Prepare(rank_options));
+      absl::StatusOr<DeviceWeights> w = make_weights(r, stream);
+      if (!w.ok()) {
+        cudaStreamDestroy(stream);
+        return w.status();
+      }
+      CLAA_ASSIGN_OR_RETURN(std::unique_ptr<CudaLlamaModel> model,
+                            CudaLlamaModel::Create(config, std::move(*w), rank_options, stream,
+                                                   TpRank{r, tp, group}));
+      ranks.push_back(std::move(model));
+    }
+    if (tp == 1) return std::unique_ptr<GpuModel>(std::move(ranks[0]));
+    return std::unique_ptr<GpuModel>(std::make_unique<TpGroupModel>(std::move(ranks)));
   }
 
   absl::StatusOr<std::unique_ptr<GpuModel>> Finish(const ModelConfig& config,

@@ -34,13 +34,26 @@ absl::Status CudaLlamaModel::CheckConfig(const ModelConfig& c) {
   return absl::OkStatus();
 }
 
+ModelConfig LocalTpConfig(const ModelConfig& config, int tp) {
+  ModelConfig local = config;
+  local.num_heads = config.num_heads / tp;
+  local.num_kv_heads = config.num_kv_heads / tp;
+  local.intermediate_size = config.intermediate_size / tp;
+  return local;
+}
+
 CudaLlamaModel::CudaLlamaModel(const ModelConfig& config, DeviceWeights weights,
-                               const GpuModelOptions& options, cudaStream_t stream)
-    : config_(config), options_(options), stream_(stream), weights_(std::move(weights)) {
-  dims_.num_layers = config.num_layers;
-  dims_.num_heads = config.num_heads;
-  dims_.num_kv_heads = config.num_kv_heads;
-  dims_.head_dim = config.head_dim;
+                               const GpuModelOptions& options, cudaStream_t stream, TpRank tp)
+    : full_config_(config),
+      config_(LocalTpConfig(config, tp.size)),
+      tp_(std::move(tp)),
+      options_(options),
+      stream_(stream),
+      weights_(std::move(weights)) {
+  dims_.num_layers = config_.num_layers;
+  dims_.num_heads = config_.num_heads;
+  dims_.num_kv_heads = config_.num_kv_heads;
+  dims_.head_dim = config_.head_dim;
   dims_.block_size = options.block_size;
   dims_.paged_decode = FastHeadDim();
 }
@@ -56,7 +69,7 @@ const char* CudaLlamaModel::OpGroupName(OpGroup group) {
   static constexpr const char* kNames[] = {
       "upload", "embedding", "rmsnorm", "qkv gemm", "rope", "kv write", "attention",
       "pruning (scores, top-k, compaction)", "o_proj gemm", "gate_up gemm", "swiglu",
-      "down gemm", "propagation (gather)", "lm head + download"};
+      "down gemm", "nccl all-reduce", "propagation (gather)", "lm head + download"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == int(OpGroup::kCount));
   return kNames[int(group)];
 }
@@ -90,8 +103,12 @@ absl::StatusOr<std::vector<std::pair<std::string, double>>> CudaLlamaModel::Last
 
 absl::StatusOr<std::unique_ptr<CudaLlamaModel>> CudaLlamaModel::Create(
     const ModelConfig& config, DeviceWeights weights, const GpuModelOptions& options,
-    cudaStream_t stream) {
+    cudaStream_t stream, TpRank tp) {
   absl::Status valid = CheckConfig(config);
+  if (valid.ok()) valid = ValidateTpShard(config, TpShard{tp.rank, tp.size});
+  if (valid.ok() && tp.size > 1 && (tp.group == nullptr || tp.group->size() != tp.size)) {
+    valid = absl::InvalidArgumentError("tensor parallelism needs the group's NCCL communicators");
+  }
   if (valid.ok() && (options.num_blocks <= 0 || options.block_size <= 0)) {
     valid = absl::InvalidArgumentError(absl::StrFormat("num_blocks=%d block_size=%d",
                                                        options.num_blocks, options.block_size));
@@ -101,10 +118,11 @@ absl::StatusOr<std::unique_ptr<CudaLlamaModel>> CudaLlamaModel::Create(
     return valid;
   }
   std::unique_ptr<CudaLlamaModel> m(
-      new CudaLlamaModel(config, std::move(weights), options, stream));
+      new CudaLlamaModel(config, std::move(weights), options, stream, std::move(tp)));
+  const ModelConfig& local = m->config_;
   const size_t slots = size_t(options.num_blocks) * options.block_size;
-  const size_t layer_bytes = slots * config.num_kv_heads * config.head_dim * sizeof(Bf16);
-  CLAA_RETURN_IF_ERROR(m->kv_.Reserve(layer_bytes * 2 * config.num_layers));
+  const size_t layer_bytes = slots * local.num_kv_heads * local.head_dim * sizeof(Bf16);
+  CLAA_RETURN_IF_ERROR(m->kv_.Reserve(layer_bytes * 2 * local.num_layers));
 
   const std::vector<float> inv_freq = ComputeRopeInvFreq(config);
   CLAA_RETURN_IF_ERROR(m->inv_freq_.Reserve(inv_freq.size() * sizeof(float)));
@@ -346,6 +364,10 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const ForwardItem> batch,
   CLAA_CUDA_RETURN_IF_ERROR(cudaGetLastError());
 
   // --- Host results: logits, lengths, reports. ---
+  // Tensor parallel: every rank ran the same batch on the same SequenceKv objects; rank 0
+  // alone advances them and fills the reports (the others' selections are the same, since the
+  // scores were combined before top-k).
+  if (tp_.rank != 0) return absl::OkStatus();
   if (logits != nullptr) {
     logits->resize(size_t(logit_rows) * config_.vocab_size);
     std::memcpy(logits->data(), out, logits_bytes);
@@ -369,6 +391,17 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const ForwardItem> batch,
     prefill->report->kept_tokens.assign(src, src + keep);
   }
   return absl::OkStatus();
+}
+
+absl::Status CudaLlamaModel::AllReduceRows(Bf16* rows, int count) {
+  if (tp_.size == 1) return absl::OkStatus();
+  return AllReduceBf16Async(tp_.group->comm(tp_.rank), rows,
+                            size_t(count) * config_.hidden_size, stream_);
+}
+
+absl::Status CudaLlamaModel::CombineScores(float* scores, int count, ncclRedOp_t op) {
+  if (tp_.size == 1) return absl::OkStatus();
+  return AllReduceF32Async(tp_.group->comm(tp_.rank), scores, size_t(count), op, stream_);
 }
 
 absl::StatusOr<std::vector<float>> CudaLlamaModel::LastSelectionScores(int item) const {

@@ -17,6 +17,13 @@
 //   [token-selective propagation: gather the kept rows and their positions]
 // The residual stream is bf16 (as a bf16 model stores it); GEMMs accumulate in fp32.
 //
+// Tensor parallelism (Megatron sharding, as the CPU path): rank r holds heads, KV heads and FFN
+// columns r/tp of each layer, so the model below runs on a local config with those counts. The
+// o_proj and down_proj outputs are partial sums: rank 0 accumulates its part into the residual,
+// the others overwrite theirs, and one bf16 NCCL all-reduce of the residual rows completes the
+// layer. Pruning scores are combined before selection (CLAA: max of the local z-score maxima,
+// FastKV / GemFilter: sum of the local head sums), so every rank keeps the same tokens.
+//
 // No host synchronisation between the forward's single metadata upload (batch_plan.h) and the
 // final download of logits and selections: the pruning decisions stay on the device.
 #include <cstdint>
@@ -29,22 +36,40 @@
 #include "engine/gpu/cuda_util.h"
 #include "engine/gpu/device_weights.h"
 #include "engine/gpu/gpu_model.h"
+#include "engine/gpu/nccl_group.h"
 #include "kernels/kernels.h"
 
 namespace claa::gpu {
 
+// One rank's place in a tensor-parallel group (size 1: no group).
+struct TpRank {
+  int rank = 0;
+  int size = 1;
+  std::shared_ptr<NcclGroup> group;  // null when size == 1
+};
+
+// The per-rank shape of a model split `tp` ways: heads, KV heads and FFN divided.
+ModelConfig LocalTpConfig(const ModelConfig& config, int tp);
+
 class CudaLlamaModel final : public GpuModel {
  public:
-  // Takes the weights (already on options.device) and allocates the KV pools there.
+  // Takes the weights (already on options.device, this rank's shard) and allocates the KV pools
+  // there. `config` is the whole model's.
   static absl::StatusOr<std::unique_ptr<CudaLlamaModel>> Create(const ModelConfig& config,
                                                                 DeviceWeights weights,
                                                                 const GpuModelOptions& options,
-                                                                cudaStream_t stream);
+                                                                cudaStream_t stream,
+                                                                TpRank tp = {});
   // Checks that the kernels support this shape (head_dim 64 / 128, GQA divisibility).
   static absl::Status CheckConfig(const ModelConfig& config);
   ~CudaLlamaModel() override;
 
-  const ModelConfig& config() const override { return config_; }
+  const ModelConfig& config() const override { return full_config_; }
+  int tp_size() const override { return tp_.size; }
+  // Tensor parallel: a rank's Forward must run concurrently with every other rank's on the same
+  // batch (TpGroupModel does that); only rank 0 advances the SequenceKv objects and fills the
+  // reports, and only rank 0 needs logits.
+  int tp_rank() const { return tp_.rank; }
   int num_blocks() const override { return options_.num_blocks; }
   int block_size() const override { return options_.block_size; }
   size_t weight_bytes() const override { return weights_.bytes; }
@@ -63,7 +88,7 @@ class CudaLlamaModel final : public GpuModel {
   // milliseconds of each group in the last Forward, summed over layers and passes.
   enum class OpGroup {
     kUpload, kEmbed, kNorm, kQkvGemm, kRope, kKvWrite, kAttention, kPruning, kOGemm,
-    kGateUpGemm, kSwiGlu, kDownGemm, kPropagation, kLmHead, kCount
+    kGateUpGemm, kSwiGlu, kDownGemm, kAllReduce, kPropagation, kLmHead, kCount
   };
   static const char* OpGroupName(OpGroup group);
   void set_profiling(bool on) { profiling_ = on; }
@@ -75,7 +100,11 @@ class CudaLlamaModel final : public GpuModel {
 
  private:
   CudaLlamaModel(const ModelConfig& config, DeviceWeights weights,
-                 const GpuModelOptions& options, cudaStream_t stream);
+                 const GpuModelOptions& options, cudaStream_t stream, TpRank tp);
+  // Completes a row-parallel GEMM's partial sums in the residual (no-op at tp = 1).
+  absl::Status AllReduceRows(Bf16* rows, int count);
+  // Combines this rank's per-token scores with the other ranks' (no-op at tp = 1).
+  absl::Status CombineScores(float* scores, int count, ncclRedOp_t op);
 
   // Device addresses of one forward's metadata and scratch.
   struct PassContext {
@@ -100,7 +129,9 @@ class CudaLlamaModel final : public GpuModel {
   // Whether the tensor-core attention kernels cover this head_dim.
   bool FastHeadDim() const { return config_.head_dim == 64 || config_.head_dim == 128; }
 
-  ModelConfig config_;
+  ModelConfig full_config_;
+  ModelConfig config_;  // this rank's shape (LocalTpConfig); the whole model's at tp = 1
+  TpRank tp_;
   ModelDims dims_;
   GpuModelOptions options_;
   cudaStream_t stream_;

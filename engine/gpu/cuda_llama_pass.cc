@@ -66,11 +66,18 @@ absl::Status CudaLlamaModel::RunPass(const PassPlan& plan, const PassContext& ct
     // GemFilter's scoring pass needs nothing past the selecting layer's scores.
     if (plan.scoring_pass && l == plan.num_layers - 1) break;
 
+    // Row-parallel projections: rank 0 adds its partial sum to the residual (and the bias, once),
+    // the other ranks overwrite theirs; the all-reduce then leaves residual + sum of the parts.
+    const float accumulate = tp_.rank == 0 ? 1.f : 0.f;
     CLAA_RETURN_IF_ERROR(Mark(OpGroup::kOGemm));
-    CLAA_RETURN_IF_ERROR(
-        gemm_->Run(attn, q_dim, w.o, q_dim, residual, hidden, rows, hidden, q_dim, 1.f, stream_));
-    if (w.o_bias != nullptr) {
+    CLAA_RETURN_IF_ERROR(gemm_->Run(attn, q_dim, w.o, q_dim, residual, hidden, rows, hidden,
+                                    q_dim, accumulate, stream_));
+    if (w.o_bias != nullptr && tp_.rank == 0) {
       CLAA_RETURN_IF_ERROR(AddBiasRows(residual, hidden, rows, hidden, w.o_bias, stream_));
+    }
+    if (tp_.size > 1) {
+      CLAA_RETURN_IF_ERROR(Mark(OpGroup::kAllReduce));
+      CLAA_RETURN_IF_ERROR(AllReduceRows(residual, rows));
     }
 
     // --- MLP block. ---
@@ -85,7 +92,11 @@ absl::Status CudaLlamaModel::RunPass(const PassPlan& plan, const PassContext& ct
         SwiGlu(gate_up, 2 * ffn, gate_up + ffn, 2 * ffn, rows, ffn, gate_up, 2 * ffn, stream_));
     CLAA_RETURN_IF_ERROR(Mark(OpGroup::kDownGemm));
     CLAA_RETURN_IF_ERROR(gemm_->Run(gate_up, 2 * ffn, w.down, ffn, residual, hidden, rows,
-                                    hidden, ffn, 1.f, stream_));
+                                    hidden, ffn, accumulate, stream_));
+    if (tp_.size > 1) {
+      CLAA_RETURN_IF_ERROR(Mark(OpGroup::kAllReduce));
+      CLAA_RETURN_IF_ERROR(AllReduceRows(residual, rows));
+    }
 
     // --- Token-selective propagation: only the kept rows (and their positions) go on. ---
     if (next_compaction < plan.compactions.size() &&
@@ -228,6 +239,7 @@ absl::Status CudaLlamaModel::PruningAfterAttention(const PassPlan& plan, int lay
       a.workspace_bytes = LastQueryScoresWorkspaceBytes(p.prompt_len, p.window, kvh);
       CLAA_RETURN_IF_ERROR(LastQueryScores(a, stream_));
       CLAA_RETURN_IF_ERROR(SumRows(a.out, kvh, p.prefix, p.prefix, token_scores, stream_));
+      CLAA_RETURN_IF_ERROR(CombineScores(token_scores, p.prefix, ncclSum));
       CLAA_RETURN_IF_ERROR(
           TopKAscending(token_scores, 1, p.prefix, p.prefix, top, kept, p.keep, stream_));
       continue;
@@ -274,9 +286,13 @@ absl::Status CudaLlamaModel::PruningAfterAttention(const PassPlan& plan, int lay
         CLAA_RETURN_IF_ERROR(ZScoreMax(history, p.agg * kvh, p.prefix, p.prefix, token_scores,
                                        ctx.scratch + w.zstats, 16 * size_t(p.agg) * kvh,
                                        stream_));
+        // Each rank's z-scores are per (layer, local KV head), so the max of the ranks' maxima
+        // is the max over all heads: exact, and the same on every rank.
+        CLAA_RETURN_IF_ERROR(CombineScores(token_scores, p.prefix, ncclMax));
         break;
       case PruningMethod::kFastKv:
         CLAA_RETURN_IF_ERROR(SumRows(history, kvh, p.prefix, p.prefix, token_scores, stream_));
+        CLAA_RETURN_IF_ERROR(CombineScores(token_scores, p.prefix, ncclSum));
         break;
       case PruningMethod::kOracle:
         CLAA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(token_scores, ctx.blob + w.oracle,

@@ -75,12 +75,19 @@ absl::Status Upload(Bf16* dst, std::initializer_list<const std::vector<float>*> 
 }  // namespace
 
 absl::StatusOr<DeviceWeights> UploadWeights(const ModelWeights& mw, cudaStream_t stream) {
-  const ModelConfig& c = mw.config;
-  if (mw.shard.size != 1) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "the GPU model runs one whole model per GPU; got TP shard %d of %d", mw.shard.rank,
-        mw.shard.size));
+  if (mw.shard.size < 1 || mw.config.num_heads % mw.shard.size != 0 ||
+      mw.local_heads != mw.config.num_heads / mw.shard.size ||
+      mw.local_kv_heads != mw.config.num_kv_heads / mw.shard.size ||
+      mw.local_ffn != mw.config.intermediate_size / mw.shard.size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "TP shard %d of %d: local sizes (%d heads, %d KV heads, %d FFN) do not split the config",
+        mw.shard.rank, mw.shard.size, mw.local_heads, mw.local_kv_heads, mw.local_ffn));
   }
+  // This rank's shapes: the row-parallel o_proj / down_proj hold [hidden, local] columns.
+  ModelConfig c = mw.config;
+  c.num_heads = mw.local_heads;
+  c.num_kv_heads = mw.local_kv_heads;
+  c.intermediate_size = mw.local_ffn;
   if (int(mw.layers.size()) != c.num_layers) {
     return absl::InvalidArgumentError("weights have a different layer count than the config");
   }
@@ -110,27 +117,35 @@ absl::StatusOr<DeviceWeights> UploadWeights(const ModelWeights& mw, cudaStream_t
 }
 
 absl::StatusOr<DeviceWeights> RandomDeviceWeights(const ModelConfig& c, uint64_t seed,
-                                                  float init_std, cudaStream_t stream) {
+                                                  float init_std, cudaStream_t stream,
+                                                  uint64_t layer_seed_salt) {
   CLAA_ASSIGN_OR_RETURN(DeviceWeights w, Allocate(c));
   const Shapes s = ShapesOf(c);
   // Uniform [-a, a] has standard deviation a / sqrt(3).
   const float a = init_std * std::sqrt(3.0f);
-  uint64_t tensor = 0;
-  auto fill = [&](Bf16* p, int64_t n, float lo, float hi) {
-    return FillUniformBf16(p, size_t(n), seed * 0x100000001b3ull + tensor++, lo, hi, stream);
+  // Two seed sequences: replicated tensors (embedding, norms, LM head, o_proj bias) draw from
+  // `shared`, identical on every tensor-parallel rank; sliced ones from `sliced`, salted.
+  uint64_t shared = 0;
+  uint64_t sliced = (layer_seed_salt + 1) * 0x9e3779b97f4a7c15ull;
+  auto fill = [&](uint64_t& counter, Bf16* p, int64_t n, float lo, float hi) {
+    return FillUniformBf16(p, size_t(n), seed * 0x100000001b3ull + counter++, lo, hi, stream);
   };
-  CLAA_RETURN_IF_ERROR(fill(w.embed, s.vocab * s.hidden, -a, a));
-  CLAA_RETURN_IF_ERROR(fill(w.final_norm, s.hidden, 0.9f, 1.1f));
-  if (!c.tie_word_embeddings) CLAA_RETURN_IF_ERROR(fill(w.lm_head, s.vocab * s.hidden, -a, a));
+  CLAA_RETURN_IF_ERROR(fill(shared, w.embed, s.vocab * s.hidden, -a, a));
+  CLAA_RETURN_IF_ERROR(fill(shared, w.final_norm, s.hidden, 0.9f, 1.1f));
+  if (!c.tie_word_embeddings) {
+    CLAA_RETURN_IF_ERROR(fill(shared, w.lm_head, s.vocab * s.hidden, -a, a));
+  }
   for (DeviceLayerWeights& l : w.layers) {
-    CLAA_RETURN_IF_ERROR(fill(l.input_norm, s.hidden, 0.9f, 1.1f));
-    CLAA_RETURN_IF_ERROR(fill(l.post_norm, s.hidden, 0.9f, 1.1f));
-    CLAA_RETURN_IF_ERROR(fill(l.qkv, s.qkv(), -a, a));
-    if (l.qkv_bias) CLAA_RETURN_IF_ERROR(fill(l.qkv_bias, s.q_dim + 2 * s.kv_dim, -a, a));
-    CLAA_RETURN_IF_ERROR(fill(l.o, s.o(), -a, a));
-    if (l.o_bias) CLAA_RETURN_IF_ERROR(fill(l.o_bias, s.hidden, -a, a));
-    CLAA_RETURN_IF_ERROR(fill(l.gate_up, s.gate_up(), -a, a));
-    CLAA_RETURN_IF_ERROR(fill(l.down, s.down(), -a, a));
+    CLAA_RETURN_IF_ERROR(fill(shared, l.input_norm, s.hidden, 0.9f, 1.1f));
+    CLAA_RETURN_IF_ERROR(fill(shared, l.post_norm, s.hidden, 0.9f, 1.1f));
+    CLAA_RETURN_IF_ERROR(fill(sliced, l.qkv, s.qkv(), -a, a));
+    if (l.qkv_bias) {
+      CLAA_RETURN_IF_ERROR(fill(sliced, l.qkv_bias, s.q_dim + 2 * s.kv_dim, -a, a));
+    }
+    CLAA_RETURN_IF_ERROR(fill(sliced, l.o, s.o(), -a, a));
+    if (l.o_bias) CLAA_RETURN_IF_ERROR(fill(shared, l.o_bias, s.hidden, -a, a));
+    CLAA_RETURN_IF_ERROR(fill(sliced, l.gate_up, s.gate_up(), -a, a));
+    CLAA_RETURN_IF_ERROR(fill(sliced, l.down, s.down(), -a, a));
   }
   CLAA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return w;

@@ -36,13 +36,16 @@ struct DeviceWeights {
   size_t bytes = 0;
 };
 
-// fp32 host weights (tp = 1) -> bf16 device weights (round to nearest even).
+// fp32 host weights -> bf16 device weights (round to nearest even). A tensor-parallel shard
+// (weights.shard.size > 1) gives that rank's slices (LocalTpConfig's shapes).
 absl::StatusOr<DeviceWeights> UploadWeights(const ModelWeights& weights, cudaStream_t stream);
 
-// Random weights drawn on the device: matrices uniform with standard deviation init_std, norm
-// weights uniform in [0.9, 1.1], biases small. Deterministic in seed.
+// Random weights of `config`'s shapes (pass a rank's LocalTpConfig for a shard) drawn on the device: matrices uniform with standard deviation init_std, norm
+// weights uniform in [0.9, 1.1], biases small. Deterministic in seed; layer_seed_salt changes
+// the layers' draws only (tensor-parallel ranks share the replicated tensors).
 absl::StatusOr<DeviceWeights> RandomDeviceWeights(const ModelConfig& config, uint64_t seed,
-                                                  float init_std, cudaStream_t stream);
+                                                  float init_std, cudaStream_t stream,
+                                                  uint64_t layer_seed_salt = 0);
 
 }  // namespace claa::gpu
 

@@ -40,7 +40,10 @@ class GpuModel {
  public:
   virtual ~GpuModel() = default;
 
+  // The whole model's config (also when tensor-parallel ranks each hold a slice of it).
   virtual const ModelConfig& config() const = 0;
+  // GPUs the model runs on (tensor-parallel ranks; 1 for a single-GPU model).
+  virtual int tp_size() const = 0;
   virtual int num_blocks() const = 0;
   virtual int block_size() const = 0;
   virtual size_t weight_bytes() const = 0;
@@ -50,16 +53,19 @@ class GpuModel {
   // score capture) with Unimplemented.
   virtual absl::Status ValidateBatch(absl::Span<const ForwardItem> batch) const = 0;
 
-  // As LlamaModel::Forward (tensor parallelism aside): runs the batch, appends K/V to the cache,
-  // advances kv->layer_lengths / num_positions, fills prefill reports, and writes the fp32
-  // logits of each item's last token to *logits ([batch, vocab]; every token's with
-  // all_logits). logits == nullptr skips the LM head. Returns once the logits are on the host.
+  // As LlamaModel::Forward: runs the batch, appends K/V to the cache, advances
+  // kv->layer_lengths / num_positions, fills prefill reports, and writes the fp32 logits of each
+  // item's last token to *logits ([batch, vocab]; every token's with all_logits).
+  // logits == nullptr skips the LM head. Returns once the logits are on the host. A
+  // tensor-parallel model runs every rank (one host thread per GPU) inside this call.
   virtual absl::Status Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
                                bool all_logits) = 0;
 
   // Evaluation / checks: the per-token score that selected item `item`'s kept tokens in the
   // last Forward (CLAA: z-score max; FastKV / GemFilter: head sum; Oracle: the given scores),
-  // one value per prefix token. NotFound when that item did not prune.
+  // one value per prefix token. NotFound when that item did not prune. Tensor parallel: Internal
+  // unless every rank holds the very same scores (they are combined before top-k, so every rank
+  // must have kept the same tokens).
   virtual absl::StatusOr<std::vector<float>> LastSelectionScores(int item) const = 0;
 };
 
@@ -72,15 +78,25 @@ class GpuBackend {
   // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)", or an error text.
   virtual std::string DeviceDescription(int device) const = 0;
 
-  // A model from fp32 host weights (converted to bf16 on upload). Tensor parallelism is not
-  // there yet: the weights must be the whole model (shard size 1).
+  // A model from fp32 host weights (converted to bf16 on upload); the weights must be the
+  // whole model (shard size 1).
   virtual absl::StatusOr<std::unique_ptr<GpuModel>> CreateModel(
       const ModelWeights& weights, const GpuModelOptions& options) = 0;
+  // A tensor-parallel model: shards[r] (shard r of shards.size(), ModelWeights' TP layout) on
+  // device options.device + r, NCCL between them (NCCL_NVLS_ENABLE defaults to 0). One shard
+  // is CreateModel. options.num_blocks is per GPU (each holds its KV heads' share).
+  virtual absl::StatusOr<std::unique_ptr<GpuModel>> CreateTpModel(
+      absl::Span<const ModelWeights> shards, const GpuModelOptions& options) = 0;
   // A model of `config`'s shape with random bf16 weights drawn on the device (uniform with
   // standard deviation init_std; norm weights near 1): for benchmarks, where an 8B model's
   // fp32 host copy would cost 32 GB and a minute.
   virtual absl::StatusOr<std::unique_ptr<GpuModel>> CreateRandomModel(
       const ModelConfig& config, uint64_t seed, float init_std,
+      const GpuModelOptions& options) = 0;
+  // The same split over tp GPUs (devices options.device ..): each rank draws its own slices
+  // (benchmarks; they are not slices of CreateRandomModel's model).
+  virtual absl::StatusOr<std::unique_ptr<GpuModel>> CreateRandomTpModel(
+      const ModelConfig& config, int tp, uint64_t seed, float init_std,
       const GpuModelOptions& options) = 0;
 };
 
@@ -88,7 +104,7 @@ class GpuBackend {
 // the library returns null when it differs from its own (a stale library next to a newer
 // binary), so types never cross the boundary with different layouts.
 struct GpuBackendAbi {
-  int version = 1;
+  int version = 2;  // 2: tensor parallelism (tp_size, CreateTpModel, CreateRandomTpModel)
   size_t forward_item_size = sizeof(ForwardItem);
   size_t sequence_kv_size = sizeof(SequenceKv);
   size_t prefill_options_size = sizeof(PrefillOptions);

@@ -9,6 +9,11 @@ namespace {
 
 absl::Status CheckRange(ModelRunner& runner, const SequenceKv& kv, int layer, int first, int n,
                         int limit) {
+  if (runner.on_gpu()) {
+    return absl::UnimplementedError(
+        "KV handoff (disaggregated serving) reads and writes host KV pools; this worker's KV "
+        "cache is on the GPU: run prefill and decode workers with --device=cpu");
+  }
   if (layer < 0 || layer >= runner.config().num_layers) {
     return absl::OutOfRangeError(absl::StrFormat("layer %d outside [0, %d)", layer,
                                                  runner.config().num_layers));

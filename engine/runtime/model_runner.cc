@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/util/status_macros.h"
 
@@ -89,6 +90,30 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(ShardLoader loa
 
   const ModelConfig& c = runner->weights_[0].config;
   runner->block_manager_ = std::make_unique<BlockManager>(options.num_kv_blocks, options.block_size);
+  if (options.gpu_backend != nullptr) {
+    gpu::GpuModelOptions gpu_options;
+    gpu_options.device = options.gpu_device;
+    gpu_options.num_blocks = options.num_kv_blocks;
+    gpu_options.block_size = options.block_size;
+    absl::StatusOr<std::unique_ptr<gpu::GpuModel>> model =
+        tp_size == 1 ? options.gpu_backend->CreateModel(runner->weights_[0], gpu_options)
+                     : options.gpu_backend->CreateTpModel(runner->weights_, gpu_options);
+    if (!model.ok()) {
+      return absl::Status(model.status().code(),
+                          absl::StrCat("creating the GPU model: ", model.status().message()));
+    }
+    runner->gpu_model_ = *std::move(model);
+    std::string devices;
+    for (int r = 0; r < tp_size; ++r) {
+      absl::StrAppend(&devices, r > 0 ? "; " : "",
+                      options.gpu_backend->DeviceDescription(options.gpu_device + r));
+    }
+    runner->device_description_ =
+        absl::StrFormat("cuda: %s; %.2f GB bf16 weights, %.2f GB KV pools", devices,
+                        runner->gpu_model_->weight_bytes() / 1e9,
+                        runner->gpu_model_->kv_cache_bytes() / 1e9);
+    return runner;
+  }
   if (tp_size > 1) runner->comm_group_ = std::make_unique<CpuCommGroup>(tp_size);
   for (int r = 0; r < tp_size; ++r) {
     runner->caches_.push_back(std::make_unique<PagedKvCache>(
@@ -145,6 +170,13 @@ absl::Status ModelRunner::Forward(absl::Span<const ForwardItem> batch, std::vect
     return absl::InternalError("ModelRunner is unusable after an earlier rank failure");
   }
   if (logits == nullptr) return absl::InvalidArgumentError("logits must not be null");
+  if (gpu_model_ != nullptr) {
+    // The GPU model validates the batch (as LlamaModel does) before any rank starts.
+    CLAA_RETURN_IF_ERROR(gpu_model_->ValidateBatch(batch));
+    absl::Status s = gpu_model_->Forward(batch, logits, all_logits);
+    if (!s.ok()) broken_ = true;
+    return s;
+  }
   // Rejecting a bad batch here keeps every rank's failure symmetric: none of them starts.
   CLAA_RETURN_IF_ERROR(models_[0]->ValidateBatch(batch));
   if (tp_size_ == 1) {

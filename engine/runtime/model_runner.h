@@ -5,6 +5,12 @@
 // CpuCommGroup between them, a shared BlockManager, and persistent worker threads for ranks
 // 1..tp-1 (rank 0 runs on the caller's thread).
 //
+// Or on GPUs (RunnerOptions::gpu_backend): the shards are uploaded as bf16 to one GPU per rank
+// through the CUDA backend (engine/gpu/gpu_model.h, loaded with dlopen), which runs the group
+// (NCCL between ranks); the BlockManager stays here and its block ids index the GPU's pools.
+// The host keeps its fp32 shards (weights(r): the prefill-only runner and AttnCache copy them).
+// The KV handoff of disaggregated serving reads host pools and is not there on GPUs (on_gpu()).
+//
 // Threading: one caller thread drives Forward (calls must not overlap). BlockManager is
 // thread-safe, so other threads may reserve and release blocks, but not for sequences that are in
 // a running Forward.
@@ -14,12 +20,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/gpu/gpu_model.h"
 #include "engine/model/weights.h"
 #include "engine/runtime/block_manager.h"
 #include "engine/runtime/cpu_communicator.h"
@@ -37,6 +45,11 @@ struct RunnerOptions {
   // activations and weights are not included; budget them separately.
   static RunnerOptions FromMemoryBudget(const ModelConfig& config, int tp_size,
                                         size_t bytes_per_rank, int block_size = 16);
+
+  // Non-null: run on GPUs gpu_device .. gpu_device + tp - 1 through this backend (not owned;
+  // it must outlive the runner). Its bf16 pools hold num_kv_blocks blocks, half the fp32 bytes.
+  gpu::GpuBackend* gpu_backend = nullptr;
+  int gpu_device = 0;
 };
 
 class ModelRunner {
@@ -64,12 +77,17 @@ class ModelRunner {
                        bool all_logits = false);
 
   const ModelConfig& config() const { return weights_[0].config; }
+  // Whether Forward runs on GPUs (then cache(r) does not exist: the KV lives on the devices).
+  bool on_gpu() const { return gpu_model_ != nullptr; }
+  // "cpu", or the GPU model's device summary (for start-up logs).
+  std::string device_description() const { return device_description_; }
   BlockManager& block_manager() { return *block_manager_; }
   int tp_size() const { return tp_size_; }
   int block_size() const { return block_manager_->block_size(); }
   // Rank r's weights (tests, introspection).
   const ModelWeights& weights(int rank) const { return weights_[rank]; }
-  // Rank r's KV pools (KV handoff reads and writes slots of sequences not in a Forward).
+  // Rank r's KV pools (KV handoff reads and writes slots of sequences not in a Forward). CPU
+  // only: check on_gpu() first.
   PagedKvCache& cache(int rank) { return *caches_[rank]; }
 
  private:
@@ -82,6 +100,8 @@ class ModelRunner {
   std::unique_ptr<CpuCommGroup> comm_group_;
   std::vector<std::unique_ptr<PagedKvCache>> caches_;
   std::vector<std::unique_ptr<LlamaModel>> models_;
+  std::unique_ptr<gpu::GpuModel> gpu_model_;  // on GPUs: instead of caches_ / models_
+  std::string device_description_ = "cpu";
   bool broken_ = false;
 
   // Job hand-off to the workers: the caller bumps job_id_; each worker runs it once and reports.

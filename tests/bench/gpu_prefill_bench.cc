@@ -6,7 +6,10 @@
 // measured in the same run (cuBLASLt, 8192^3); the prefill attention kernel's TFLOP/s
 // (causal: 4 s^2 d heads / 2 flops); and, when --hf_json names the output of
 // tests/bench/hf_prefill_baseline.py run on the same GPU just before, HF transformers' TTFT.
-// Writes gpu_prefill.json and gpu_prefill.md to --out.
+// With --tp=N the model is split over GPUs 0..N-1 (NCCL tensor parallelism, TpGroupModel): TTFT
+// is then the whole group's, MFU is against N times the measured peak, and the profile (rank 0's
+// stream) shows the all-reduce share. Writes gpu_prefill.json and gpu_prefill.md (with --tp > 1:
+// gpu_prefill_tpN.*) to --out.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -25,6 +28,8 @@
 #include "absl/strings/str_split.h"
 #include "engine/gpu/cuda_llama_model.h"
 #include "engine/gpu/device_weights.h"
+#include "engine/gpu/nccl_group.h"
+#include "engine/gpu/tp_group_model.h"
 #include "kernels/kernels.h"
 #include "kernels/model_kernels.h"
 #include "nlohmann/json.hpp"
@@ -39,6 +44,8 @@ ABSL_FLAG(int, warmups, 2, "untimed runs first");
 ABSL_FLAG(int, layers, 32, "decoder layers (32 = Llama-3.1-8B)");
 ABSL_FLAG(std::string, out, ".", "folder for gpu_prefill.json / gpu_prefill.md");
 ABSL_FLAG(std::string, hf_json, "", "hf_prefill_baseline.py output to merge (optional)");
+ABSL_FLAG(int, tp, 1, "tensor-parallel GPUs (devices 0..tp-1, NCCL)");
+ABSL_FLAG(bool, attention, true, "also time the attention kernel alone per length");
 
 namespace claa::gpu {
 namespace {
@@ -229,7 +236,10 @@ int Main() {
   out["gemm_peak_tflops"] = peak;
   out["runs"] = runs;
   out["warmups"] = warmups;
+  const int tp = absl::GetFlag(FLAGS_tp);
+  out["tp"] = tp;
   for (int s : lengths) {
+    if (!absl::GetFlag(FLAGS_attention)) break;
     auto [ms, tflops] = MeasureAttention(s, false, stream);
     auto [fused_ms, fused_tflops] = MeasureAttention(s, true, stream);
     std::printf("attention s=%d: %.3f ms/layer, %.1f TFLOP/s (in the fused QKV layout: %.3f ms, "
@@ -245,15 +255,38 @@ int Main() {
   GpuModelOptions opts;
   opts.block_size = 16;
   opts.num_blocks = max_len / 16 + 16;
-  cudaStream_t model_stream;
-  BENCH_CUDA(cudaStreamCreateWithFlags(&model_stream, cudaStreamNonBlocking));
+  // One CudaLlamaModel per GPU; with tp > 1 joined by NCCL into a TpGroupModel whose Forward
+  // drives every rank. Timing and profiling use rank 0's stream.
   const auto t0 = std::chrono::steady_clock::now();
-  auto weights = RandomDeviceWeights(config, 42, 0.02f, model_stream);
-  BENCH_CHECK(weights.status());
-  auto model = CudaLlamaModel::Create(config, std::move(*weights), opts, model_stream);
-  BENCH_CHECK(model.status());
-  std::printf("model: %d layers, %.2f GB weights, %.2f GB KV pool, init %.1f s\n",
-              config.num_layers, (*model)->weight_bytes() / 1e9, (*model)->kv_cache_bytes() / 1e9,
+  std::shared_ptr<NcclGroup> group;
+  if (tp > 1) {
+    auto g = NcclGroup::Create(0, tp);
+    BENCH_CHECK(g.status());
+    group = *g;
+  }
+  std::vector<std::unique_ptr<CudaLlamaModel>> ranks;
+  for (int r = 0; r < tp; ++r) {
+    BENCH_CUDA(cudaSetDevice(r));
+    cudaStream_t model_stream;
+    BENCH_CUDA(cudaStreamCreateWithFlags(&model_stream, cudaStreamNonBlocking));
+    GpuModelOptions rank_opts = opts;
+    rank_opts.device = r;
+    auto weights = RandomDeviceWeights(LocalTpConfig(config, tp), 42, 0.02f, model_stream, r);
+    BENCH_CHECK(weights.status());
+    auto rank = CudaLlamaModel::Create(config, std::move(*weights), rank_opts, model_stream,
+                                       TpRank{r, tp, group});
+    BENCH_CHECK(rank.status());
+    ranks.push_back(std::move(*rank));
+  }
+  BENCH_CUDA(cudaSetDevice(0));
+  std::vector<CudaLlamaModel*> rank_models;
+  for (auto& r : ranks) rank_models.push_back(r.get());
+  CudaLlamaModel* rank0 = rank_models[0];
+  std::unique_ptr<GpuModel> model =
+      tp == 1 ? std::unique_ptr<GpuModel>(std::move(ranks[0]))
+              : std::unique_ptr<GpuModel>(std::make_unique<TpGroupModel>(std::move(ranks)));
+  std::printf("model: %d layers on %d GPU(s), %.2f GB weights, %.2f GB KV pool, init %.1f s\n",
+              config.num_layers, tp, model->weight_bytes() / 1e9, model->kv_cache_bytes() / 1e9,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 
   std::printf("\n%-8s %-16s %10s %10s %8s %8s\n", "len", "method", "TTFT ms", "vs full", "kept",
@@ -273,17 +306,17 @@ int Main() {
       for (int b = 0; b < (s + 15) / 16; ++b) kv.blocks.push_back(b);
       std::vector<float> logits;
       bool finite = true;
-      (*model)->set_pack_kv(m.pack_kv);
-      const double ms = TimeMs((*model)->stream(), warmups, runs, [&] {
+      for (CudaLlamaModel* r : rank_models) r->set_pack_kv(m.pack_kv);
+      const double ms = TimeMs(rank0->stream(), warmups, runs, [&] {
         std::fill(kv.layer_lengths.begin(), kv.layer_lengths.end(), 0);
         kv.num_positions = 0;
         ForwardItem item{&kv, prompt, 0, &prefill};
-        BENCH_CHECK((*model)->Forward(absl::MakeConstSpan(&item, 1), &logits, false));
+        BENCH_CHECK(model->Forward(absl::MakeConstSpan(&item, 1), &logits, false));
         for (float x : logits) finite = finite && std::isfinite(x);
       });
       if (m.method == PruningMethod::kFull && !m.pack_kv) full_ms = ms;
       const double mfu = m.method == PruningMethod::kFull
-                             ? PrefillFlops(config, s) / (ms * 1e-3) / (peak * 1e12)
+                             ? PrefillFlops(config, s) / (ms * 1e-3) / (tp * peak * 1e12)
                              : 0.0;
       std::printf("%-8d %-16s %10.2f %10.3f %8zu %7.1f%%%s\n", s, m.label.c_str(), ms,
                   full_ms > 0 ? ms / full_ms : 0.0, report.kept_tokens.size(), 100 * mfu,
@@ -299,13 +332,13 @@ int Main() {
       // One more run with per-op-group events (not timed above: events add host work).
       if ((m.method == PruningMethod::kFull && !m.pack_kv) ||
           (m.method == PruningMethod::kClaa && std::fabs(m.keep - 0.2) < 1e-9)) {
-        (*model)->set_profiling(true);
+        rank0->set_profiling(true);
         std::fill(kv.layer_lengths.begin(), kv.layer_lengths.end(), 0);
         kv.num_positions = 0;
         ForwardItem item{&kv, prompt, 0, &prefill};
-        BENCH_CHECK((*model)->Forward(absl::MakeConstSpan(&item, 1), &logits, false));
-        (*model)->set_profiling(false);
-        auto profile = (*model)->LastProfile();
+        BENCH_CHECK(model->Forward(absl::MakeConstSpan(&item, 1), &logits, false));
+        rank0->set_profiling(false);
+        auto profile = rank0->LastProfile();
         BENCH_CHECK(profile.status());
         for (const auto& [name, group_ms] : *profile) {
           out["profile"][m.label][std::to_string(s)][name] = group_ms;
@@ -329,10 +362,13 @@ int Main() {
 
   // Markdown.
   std::string md = absl::StrFormat(
-      "Device: %s. bf16 GEMM peak measured in this run: %.1f TFLOP/s. TTFT in ms, median of %d "
-      "runs after %d warm-ups (CUDA events), batch 1, random bf16 weights, Llama-3.1-8B shape "
-      "(%d layers).\n\n",
-      device, peak, runs, warmups, config.num_layers);
+      "Device: %s%s. bf16 GEMM peak measured in this run: %.1f TFLOP/s per GPU. TTFT in ms, "
+      "median of %d runs after %d warm-ups (CUDA events), batch 1, random bf16 weights, "
+      "Llama-3.1-8B shape (%d layers)%s.\n\n",
+      device, tp > 1 ? absl::StrFormat(" x %d", tp) : "", peak, runs, warmups, config.num_layers,
+      tp > 1 ? absl::StrFormat(", tensor parallel over %d GPUs (NCCL; MFU against %d x peak)",
+                               tp, tp)
+             : "");
   md += "| prompt |";
   for (const Method& m : methods) md += " " + m.label + " |";
   md += " HF sdpa | Full MFU | attn TFLOP/s |";
@@ -358,10 +394,12 @@ int Main() {
     } else {
       md += " - |";
     }
-    md += absl::StrFormat(" %.1f%% | %.0f (fused QKV %.0f) |",
-                          100 * row["Full KV"].value("mfu", 0.0),
-                          out["attention"][key]["tflops"].get<double>(),
-                          out["attention"][key]["fused_qkv_tflops"].get<double>());
+    md += absl::StrFormat(" %.1f%% |", 100 * row["Full KV"].value("mfu", 0.0));
+    md += out.contains("attention")
+              ? absl::StrFormat(" %.0f (fused QKV %.0f) |",
+                                out["attention"][key]["tflops"].get<double>(),
+                                out["attention"][key]["fused_qkv_tflops"].get<double>())
+              : std::string(" - |");
     if (!hf.is_null() && hf.contains("sdpa_tflops")) {
       md += hf["sdpa_tflops"].contains(key)
                 ? absl::StrFormat(" %.0f |", hf["sdpa_tflops"][key].get<double>())
@@ -396,8 +434,9 @@ int Main() {
     md += "\nHF baseline: " + hf["versions"].dump() + "\n";
   }
   const std::string dir = absl::GetFlag(FLAGS_out);
-  std::ofstream(dir + "/gpu_prefill.json") << out.dump(2) << "\n";
-  std::ofstream(dir + "/gpu_prefill.md") << md;
+  const std::string stem = tp > 1 ? absl::StrFormat("/gpu_prefill_tp%d", tp) : "/gpu_prefill";
+  std::ofstream(dir + stem + ".json") << out.dump(2) << "\n";
+  std::ofstream(dir + stem + ".md") << md;
   std::printf("\n%s", md.c_str());
   return 0;
 }

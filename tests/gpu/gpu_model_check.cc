@@ -2,7 +2,9 @@
 // will) against the CPU engine (engine/runtime LlamaModel): full-model logits for stories260K and
 // random GQA models (head_dim 64 and 128) over prefill, chunked prefill, mixed batches and decode
 // steps, and the pruned prefill (CLAA at keep 0.1/0.2/0.4, FastKV, GemFilter, Oracle): kept
-// tokens, per-layer cache lengths, logits and decode after it.
+// tokens, per-layer cache lengths, logits and decode after it. Each case also runs with the GPU
+// model split over two GPUs (NCCL tensor parallelism; skipped with fewer GPUs) against the same
+// single-process CPU reference, with the same tolerances.
 //
 // Both sides use the same weights: the fp32 weights are rounded to bf16 once and the CPU runs
 // on those values, so what is measured is the GPU's bf16 arithmetic (bf16 activations, residual
@@ -187,12 +189,28 @@ void RoundWeights(ModelWeights& w) {
 constexpr int kBlockSize = 16;
 constexpr int kNumBlocks = 1024;
 
-// A CPU reference and the GPU model over the same (bf16-rounded) weights. Sequences get
-// disjoint block ranges; each side has its own SequenceKv (Forward advances it).
+// Visible CUDA devices (0 without a backend).
+int GpuCount() {
+  return Library().ok() ? (*Library())->backend().DeviceCount() : 0;
+}
+
+// Tensor-parallel cases need that many GPUs; on fewer they skip, saying so.
+#define REQUIRE_GPUS(n)                                                                      \
+  do {                                                                                       \
+    if (GpuCount() < (n)) {                                                                  \
+      GTEST_SKIP() << "tensor parallelism over " << (n) << " GPUs: only " << GpuCount()       \
+                   << " visible; skipped (run on nvidia-h200-x2)";                           \
+    }                                                                                        \
+  } while (0)
+
+// A CPU reference (tp = 1, fp32 on bf16-rounded weights) and the GPU model over the same
+// weights, the GPU one split over `tp` GPUs (shards of the same model, rounded alike). Sequences
+// get disjoint block ranges; each side has its own SequenceKv (Forward advances it).
 class ModelPair {
  public:
-  explicit ModelPair(ModelWeights weights)
-      : weights_(std::move(weights)),
+  using ShardMaker = std::function<ModelWeights(TpShard)>;
+  explicit ModelPair(const ShardMaker& make, int tp = 1)
+      : weights_(make(TpShard{})),
         cache_(weights_.config.num_layers, kNumBlocks, kBlockSize, weights_.config.num_kv_heads,
                weights_.config.head_dim),
         cpu_(&weights_, nullptr, &cache_) {
@@ -200,7 +218,17 @@ class ModelPair {
     GpuModelOptions opts;
     opts.num_blocks = kNumBlocks;
     opts.block_size = kBlockSize;
-    auto gpu = (*Library())->backend().CreateModel(weights_, opts);
+    absl::StatusOr<std::unique_ptr<GpuModel>> gpu;
+    if (tp == 1) {
+      gpu = (*Library())->backend().CreateModel(weights_, opts);
+    } else {
+      std::vector<ModelWeights> shards;
+      for (int r = 0; r < tp; ++r) {
+        shards.push_back(make(TpShard{r, tp}));
+        RoundWeights(shards.back());
+      }
+      gpu = (*Library())->backend().CreateTpModel(shards, opts);
+    }
     status_ = gpu.status();
     if (gpu.ok()) gpu_ = std::move(*gpu);
   }
@@ -294,13 +322,29 @@ std::vector<int32_t> ExpectedGreedy(const std::filesystem::path& file) {
   return ids;
 }
 
-TEST(GpuModelCheck, Stories260KPrefillChunksDecode) {
+// Each case runs on one GPU and tensor-parallel over two (the latter skips on one GPU).
+std::string TpName(const ::testing::TestParamInfo<int>& info) {
+  return "tp" + std::to_string(info.param);
+}
+
+class GpuStories260K : public ::testing::TestWithParam<int> {};
+
+TEST_P(GpuStories260K, PrefillChunksDecode) {
   REQUIRE_GPU_BACKEND();
+  const int tp = GetParam();
+  REQUIRE_GPUS(tp);
   CLAA_REQUIRE_SHARED(dir, "models/stories260K");
-  absl::StatusOr<ModelWeights> weights = LoadModelDir(dir);
-  ASSERT_TRUE(weights.ok()) << weights.status();
-  ModelPair m(std::move(*weights));
+  absl::Status load_status;
+  ModelPair m(
+      [&](TpShard shard) {
+        absl::StatusOr<ModelWeights> w = LoadModelDir(dir, shard);
+        if (!w.ok()) load_status = w.status();
+        return w.ok() ? std::move(*w) : ModelWeights{};
+      },
+      tp);
+  ASSERT_TRUE(load_status.ok()) << load_status;
   ASSERT_TRUE(m.status().ok()) << m.status();
+  const std::string tag = tp == 1 ? "stories260K " : "stories260K tp" + std::to_string(tp) + " ";
   const int vocab = m.config().vocab_size;
 
   // Real text: BOS then the model's own greedy continuation (expected_greedy.json).
@@ -311,16 +355,16 @@ TEST(GpuModelCheck, Stories260KPrefillChunksDecode) {
 
   ModelPair::Seq a = m.NewSequence(64), b = m.NewSequence(64);
   std::vector<Step> prefill{{&a, {text.begin(), text.begin() + 40}}};
-  EXPECT_TRUE(RunBoth(m, "stories260K prefill 40", prefill));
+  EXPECT_TRUE(RunBoth(m, tag + "prefill 40", prefill));
   for (int t = 40; t < 48; ++t) {
     std::vector<Step> dec{{&a, {text[t]}}};
-    EXPECT_TRUE(RunBoth(m, "stories260K decode pos " + std::to_string(t), dec));
+    EXPECT_TRUE(RunBoth(m, tag + "decode pos " + std::to_string(t), dec));
   }
   // Chunked prefill: 25 tokens, then 15 more against the cached 25 (mixed attention path).
   std::vector<Step> c1{{&b, {text.begin(), text.begin() + 25}}};
-  EXPECT_TRUE(RunBoth(m, "stories260K chunk 0..25", c1));
+  EXPECT_TRUE(RunBoth(m, tag + "chunk 0..25", c1));
   std::vector<Step> c2{{&b, {text.begin() + 25, text.begin() + 40}}};
-  EXPECT_TRUE(RunBoth(m, "stories260K chunk 25..40", c2));
+  EXPECT_TRUE(RunBoth(m, tag + "chunk 25..40", c2));
 
   // Greedy generation from BOS on the GPU alone against the reference continuation (HF made it).
   ModelPair::Seq g = m.NewSequence(64);
@@ -335,10 +379,12 @@ TEST(GpuModelCheck, Stories260KPrefillChunksDecode) {
     ++matched;
   }
   // Informational beyond the first tokens: bf16 may flip a near-tie, after which the texts part.
-  Rows().push_back({"stories260K GPU greedy vs expected_greedy.json", 0, 0, 0,
+  Rows().push_back({tag + "GPU greedy vs expected_greedy.json", 0, 0, 0,
                     std::to_string(matched) + "/40 tokens identical", matched >= 8});
   EXPECT_GE(matched, 8) << "greedy decoding left the reference after " << matched << " tokens";
 }
+
+INSTANTIATE_TEST_SUITE_P(Tp, GpuStories260K, ::testing::Values(1, 2), TpName);
 
 // ---------------------------------------------------------------------------------------------
 // Random GQA models, head_dim 64 and 128.
@@ -368,19 +414,23 @@ ModelConfig RandomConfig(int head_dim, int layers) {
 }
 
 // Weights with std 0.02 (the engine's default): sensitive enough to catch wrong code, calm enough
-// that bf16 rounding stays ~1-2% of the logits (see the tolerance note at the top).
-ModelWeights RandomWeights(const ModelConfig& c, uint64_t seed) {
-  return MakeRandomWeights(c, seed, TpShard{}, 0.02f);
+// that bf16 rounding stays ~1-2% of the logits (see the tolerance note at the top). The full
+// tensors are drawn from the seed and then sliced, so every tp sees the same model.
+ModelPair::ShardMaker RandomShards(const ModelConfig& c, uint64_t seed) {
+  return [c, seed](TpShard shard) { return MakeRandomWeights(c, seed, shard, 0.02f); };
 }
 
-class GpuRandomModel : public ::testing::TestWithParam<int> {};
+// (head_dim, tp)
+class GpuRandomModel : public ::testing::TestWithParam<std::pair<int, int>> {};
 
 TEST_P(GpuRandomModel, BatchedPrefillMixedAndDecode) {
   REQUIRE_GPU_BACKEND();
-  const int d = GetParam();
-  ModelPair m(RandomWeights(RandomConfig(d, 4), 11 + d));
+  const auto [d, tp] = GetParam();
+  REQUIRE_GPUS(tp);
+  ModelPair m(RandomShards(RandomConfig(d, 4), 11 + d), tp);
   ASSERT_TRUE(m.status().ok()) << m.status();
-  const std::string tag = "random d" + std::to_string(d) + " ";
+  const std::string tag =
+      "random d" + std::to_string(d) + (tp > 1 ? " tp" + std::to_string(tp) : "") + " ";
   ModelPair::Seq a = m.NewSequence(400), b = m.NewSequence(400);
   const std::vector<int32_t> ta = RandomTokens(300, 1024, 1), tb = RandomTokens(200, 1024, 2);
   // Two prompts in one batch (varlen prefill).
@@ -396,7 +446,13 @@ TEST_P(GpuRandomModel, BatchedPrefillMixedAndDecode) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(HeadDim, GpuRandomModel, ::testing::Values(64, 128));
+INSTANTIATE_TEST_SUITE_P(HeadDimTp, GpuRandomModel,
+                         ::testing::Values(std::pair{64, 1}, std::pair{128, 1}, std::pair{64, 2},
+                                           std::pair{128, 2}),
+                         [](const auto& info) {
+                           return "d" + std::to_string(info.param.first) + "_tp" +
+                                  std::to_string(info.param.second);
+                         });
 
 // ---------------------------------------------------------------------------------------------
 // Pruned prefill.
@@ -461,10 +517,16 @@ bool ExpectSameSelection(const std::string& name, const std::vector<int>& gpu_ke
   return diff.empty();
 }
 
-TEST(GpuModelCheck, PrunedPrefillSelectionsCacheAndDecode) {
+// Tensor parallel: the ranks combine their scores before top-k; LastSelectionScores fails
+// unless every rank holds the same scores, so a passing case also shows the ranks agree.
+class GpuPrunedPrefill : public ::testing::TestWithParam<int> {};
+
+TEST_P(GpuPrunedPrefill, SelectionsCacheAndDecode) {
   REQUIRE_GPU_BACKEND();
+  const int tp = GetParam();
+  REQUIRE_GPUS(tp);
   const int layers = 8;
-  ModelPair m(RandomWeights(RandomConfig(128, layers), 5));
+  ModelPair m(RandomShards(RandomConfig(128, layers), 5), tp);
   ASSERT_TRUE(m.status().ok()) << m.status();
   const int n = 1000;
   const std::vector<int32_t> prompt = RandomTokens(n, 1024, 9);
@@ -496,7 +558,8 @@ TEST(GpuModelCheck, PrunedPrefillSelectionsCacheAndDecode) {
                         Case{PruningMethod::kClaa, 0.4}, Case{PruningMethod::kFastKv, 0.2},
                         Case{PruningMethod::kGemFilter, 0.2}, Case{PruningMethod::kOracle, 0.2}}) {
     const std::string name = std::string(PruningMethodName(k.method)) + " keep " +
-                             std::to_string(k.keep).substr(0, 3);
+                             std::to_string(k.keep).substr(0, 3) +
+                             (tp > 1 ? " tp" + std::to_string(tp) : "");
     SCOPED_TRACE(name);
     PrefillReport cpu_report, gpu_report;
     PrefillOptions cpu_opts, gpu_opts;
@@ -554,6 +617,8 @@ TEST(GpuModelCheck, PrunedPrefillSelectionsCacheAndDecode) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Tp, GpuPrunedPrefill, ::testing::Values(1, 2), TpName);
 
 }  // namespace
 }  // namespace claa::gpu

@@ -13,6 +13,9 @@
 #   --bench         also run tests/bench/hf_prefill_baseline.py, then gpu_prefill_bench (which
 #                   merges the HF numbers); results in $OUT/gpu_prefill.{json,md}, hf_prefill.json.
 #                   CLAA_BENCH_ARGS adds benchmark flags (e.g. --lengths=4096 --layers=4).
+#   --tp-bench N    also run gpu_prefill_bench split over N GPUs (NCCL tensor parallelism);
+#                   results in $OUT/gpu_prefill_tpN.{json,md}; CLAA_TP_BENCH_ARGS adds flags.
+#   --only-bench    skip the checks (a second call on a machine where they just passed).
 # Environment: CLAA_GPU_DEPS = extra CMAKE_PREFIX_PATH for Abseil/GTest/OpenBLAS (default: the
 # carried .devcarry/gpu_deps when the machine has no Abseil; tests/gpu/make_gpu_bundle.sh makes
 # it); CLAA_SHARED_DIR = test data (default ../shared, else the carried .devcarry/shared);
@@ -26,20 +29,26 @@ PREBUILT=""
 TIMING=0
 SANITIZE=0
 BENCH=0
+TP_BENCH=0
+ONLY_BENCH=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --prebuilt) PREBUILT=$(cd "$2" && pwd); shift 2 ;;
     --timing) TIMING=1; shift ;;
     --sanitize) SANITIZE=1; shift ;;
     --bench) BENCH=1; shift ;;
+    --tp-bench) TP_BENCH=$2; shift 2 ;;
+    --only-bench) ONLY_BENCH=1; shift ;;
     --build-dir) BUILD_DIR=$2; shift 2 ;;
-    -h|--help) sed -n 2,24p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,27p "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
 OUT_DIR=${OUT:-$BUILD_DIR/out}
 mkdir -p "$OUT_DIR"
 export PATH=$PATH:/usr/local/cuda/bin
+# NVLink multicast stays off on the lent machines (the device tool's KINDS.md).
+export NCCL_NVLS_ENABLE=0
 
 echo "== machine ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader \
@@ -99,6 +108,8 @@ if [[ -n "$PREBUILT" ]]; then
   if ldd "$BIN" | grep "not found"; then echo "missing libraries"; exit 1; fi
 fi
 
+rc=0
+if [[ $ONLY_BENCH -eq 0 ]]; then
 echo "== checks"
 CLAA_GPU_CHECK_REPORT=$OUT_DIR/gpu_check_report.txt "$BIN" --gtest_color=no \
   --gtest_filter='GpuKernelCheck.*' 2>&1 | tee "$OUT_DIR/gpu_check.log"
@@ -115,6 +126,8 @@ if [[ -n "$MODEL_BIN" ]]; then
 else
   echo "== GPU model checks: not in the prebuilt bundle (build here to run them)"
 fi
+
+fi  # ONLY_BENCH
 
 if [[ $TIMING -eq 1 ]]; then
   echo "== timing"
@@ -145,6 +158,12 @@ if [[ $BENCH -eq 1 && -n "$BENCH_BIN" ]]; then
   echo "== GPU prefill benchmark"
   "$BENCH_BIN" --out "$OUT_DIR" --hf_json "$OUT_DIR/hf_prefill.json" ${CLAA_BENCH_ARGS:-} 2>&1 |
     tee "$OUT_DIR/gpu_prefill.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
+fi
+if [[ $TP_BENCH -gt 1 && -n "$BENCH_BIN" ]]; then
+  echo "== GPU prefill benchmark, tensor parallel over $TP_BENCH GPUs"
+  "$BENCH_BIN" --out "$OUT_DIR" --tp "$TP_BENCH" --attention=false ${CLAA_TP_BENCH_ARGS:-} 2>&1 |
+    tee "$OUT_DIR/gpu_prefill_tp$TP_BENCH.log"
   [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
 fi
 
