@@ -82,6 +82,11 @@ class CudaLlamaModel final : public GpuModel {
 
   // The stream every kernel of this model runs on (benchmarks record events on it).
   cudaStream_t stream() const { return stream_; }
+  int device() const { return options_.device; }
+  // This rank's shape (heads / KV heads / FFN divided by tp) and its paged KV pools of a layer
+  // (the KV transfer of engine/gpu/kv_transfer.h reads and writes them between forwards).
+  const ModelConfig& local_config() const { return config_; }
+  PagedKvLayer cache_layer(int layer) const { return CacheLayer(layer); }
 
   // Benchmarks: with profiling on, Forward records a CUDA event at every op-group boundary (no
   // host synchronisation; events are reused across calls) and LastProfile() then gives the

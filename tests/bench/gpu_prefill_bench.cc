@@ -33,6 +33,7 @@
 #include "kernels/kernels.h"
 #include "kernels/model_kernels.h"
 #include "nlohmann/json.hpp"
+#include "tests/bench/gpu_bench_util.h"
 
 ABSL_FLAG(std::string, lengths, "4096,8192,16384,32768", "prompt lengths");
 ABSL_FLAG(std::string, methods,
@@ -49,44 +50,6 @@ ABSL_FLAG(bool, attention, true, "also time the attention kernel alone per lengt
 
 namespace claa::gpu {
 namespace {
-
-#define BENCH_CHECK(expr)                                                   \
-  do {                                                                      \
-    if (absl::Status s_ = (expr); !s_.ok()) {                               \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,               \
-                   std::string(s_.message()).c_str());                      \
-      std::exit(1);                                                         \
-    }                                                                       \
-  } while (0)
-#define BENCH_CUDA(expr) BENCH_CHECK(CudaCheck((expr), #expr))
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2]
-                                       : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
-}
-
-ModelConfig Llama31_8B(int layers) {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.vocab_size = 128256;
-  c.hidden_size = 4096;
-  c.intermediate_size = 14336;
-  c.num_layers = layers;
-  c.num_heads = 32;
-  c.num_kv_heads = 8;
-  c.head_dim = 128;
-  c.max_position_embeddings = 131072;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 500000.0;
-  c.rope_scaling.type = RopeScalingType::kLlama3;
-  c.rope_scaling.factor = 8.0;
-  c.rope_scaling.low_freq_factor = 1.0;
-  c.rope_scaling.high_freq_factor = 4.0;
-  c.rope_scaling.original_max_position_embeddings = 8192;
-  return c;
-}
 
 // Times fn() on `stream` with events: median milliseconds of `runs` after `warmups`.
 template <typename Fn>

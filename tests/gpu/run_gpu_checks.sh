@@ -15,6 +15,8 @@
 #                   CLAA_BENCH_ARGS adds benchmark flags (e.g. --lengths=4096 --layers=4).
 #   --tp-bench N    also run gpu_prefill_bench split over N GPUs (NCCL tensor parallelism);
 #                   results in $OUT/gpu_prefill_tpN.{json,md}; CLAA_TP_BENCH_ARGS adds flags.
+#   --kv-transfer-bench  also run gpu_kv_transfer_bench (two GPUs: prefill on 0, NCCL KV handoff,
+#                   decode on 1); results in $OUT/gpu_kv_transfer.{json,md}; CLAA_KV_BENCH_ARGS.
 #   --only-bench    skip the checks (a second call on a machine where they just passed).
 # Environment: CLAA_GPU_DEPS = extra CMAKE_PREFIX_PATH for Abseil/GTest/OpenBLAS (default: the
 # carried .devcarry/gpu_deps when the machine has no Abseil; tests/gpu/make_gpu_bundle.sh makes
@@ -30,6 +32,7 @@ TIMING=0
 SANITIZE=0
 BENCH=0
 TP_BENCH=0
+KV_BENCH=0
 ONLY_BENCH=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -38,9 +41,10 @@ while [[ $# -gt 0 ]]; do
     --sanitize) SANITIZE=1; shift ;;
     --bench) BENCH=1; shift ;;
     --tp-bench) TP_BENCH=$2; shift 2 ;;
+    --kv-transfer-bench) KV_BENCH=1; shift ;;
     --only-bench) ONLY_BENCH=1; shift ;;
     --build-dir) BUILD_DIR=$2; shift 2 ;;
-    -h|--help) sed -n 2,27p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,29p "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -80,6 +84,7 @@ fi
 BIN=""
 MODEL_BIN=""
 BENCH_BIN=""
+KV_BENCH_BIN=""
 if [[ -z "$PREBUILT" ]]; then
   echo "== configure + build ($BUILD_DIR)"
   start=$(date +%s)
@@ -90,6 +95,7 @@ if [[ -z "$PREBUILT" ]]; then
     BIN=$BUILD_DIR/gpu_kernels_check
     MODEL_BIN=$BUILD_DIR/gpu_model_check
     BENCH_BIN=$BUILD_DIR/gpu_prefill_bench
+    KV_BENCH_BIN=$BUILD_DIR/gpu_kv_transfer_bench
   else
     echo "build failed after $(( $(date +%s) - start )) s; last lines:"
     tail -n 15 "$OUT_DIR/configure.log" "$OUT_DIR/build.log" 2>/dev/null
@@ -164,6 +170,11 @@ if [[ $TP_BENCH -gt 1 && -n "$BENCH_BIN" ]]; then
   echo "== GPU prefill benchmark, tensor parallel over $TP_BENCH GPUs"
   "$BENCH_BIN" --out "$OUT_DIR" --tp "$TP_BENCH" --attention=false ${CLAA_TP_BENCH_ARGS:-} 2>&1 |
     tee "$OUT_DIR/gpu_prefill_tp$TP_BENCH.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
+fi
+if [[ $KV_BENCH -eq 1 && -n "$KV_BENCH_BIN" ]]; then
+  echo "== KV handoff over NCCL: prefill on GPU 0, decode on GPU 1"
+  "$KV_BENCH_BIN" --out "$OUT_DIR" ${CLAA_KV_BENCH_ARGS:-} 2>&1 | tee "$OUT_DIR/gpu_kv_transfer.log"
   [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
 fi
 
