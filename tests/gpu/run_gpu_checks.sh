@@ -83,6 +83,7 @@ fi
 
 BIN=""
 MODEL_BIN=""
+NCCL_BIN=""
 BENCH_BIN=""
 KV_BENCH_BIN=""
 if [[ -z "$PREBUILT" ]]; then
@@ -94,6 +95,7 @@ if [[ -z "$PREBUILT" ]]; then
     echo "built in $(( $(date +%s) - start )) s"
     BIN=$BUILD_DIR/gpu_kernels_check
     MODEL_BIN=$BUILD_DIR/gpu_model_check
+    NCCL_BIN=$BUILD_DIR/gpu_nccl_check
     BENCH_BIN=$BUILD_DIR/gpu_prefill_bench
     KV_BENCH_BIN=$BUILD_DIR/gpu_kv_transfer_bench
   else
@@ -131,6 +133,11 @@ if [[ -n "$MODEL_BIN" ]]; then
   [[ $mrc -eq 0 ]] || rc=1
 else
   echo "== GPU model checks: not in the prebuilt bundle (build here to run them)"
+fi
+if [[ -n "$NCCL_BIN" ]]; then
+  echo "== NCCL communicator checks (2+ GPUs; skipped on one)"
+  "$NCCL_BIN" --gtest_color=no 2>&1 | tee "$OUT_DIR/gpu_nccl_check.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
 fi
 
 fi  # ONLY_BENCH

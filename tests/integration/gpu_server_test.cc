@@ -1,0 +1,143 @@
+// claa-server on GPUs (--device=cuda, the CUDA backend loaded with dlopen) against the same
+// server on the CPU, over gRPC: stories260K greedy generation on one GPU and tensor-parallel
+// over two, concurrent requests, and a CLAA-pruned prefill. Without the backend library (a
+// build without nvcc) or without enough GPUs (CI), each case skips and says why.
+//
+// Tolerance: the GPU runs bf16 with fp32 accumulation, the CPU fp32, so greedy texts agree until
+// a near-tie flips (tests/gpu/gpu_model_check.cc measures logits). The first kMustMatch tokens
+// must agree; how many of kTokens do is printed.
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "engine/gpu/backend_loader.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/server_fixture.h"
+#include "tests/test_data.h"
+
+namespace claa {
+namespace {
+
+using ::claa::testing::RunningServer;
+
+constexpr int kTokens = 100;
+constexpr int kMustMatch = 8;
+
+struct Result {
+  std::vector<int32_t> ids;
+  std::optional<v1::Complete> complete;
+  grpc::Status status;
+};
+
+Result Generate(v1::Generation::Stub& stub, const v1::GenerateRequest& request) {
+  Result r;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  auto reader = stub.Generate(&ctx, request);
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    if (response.has_chunk()) {
+      r.ids.insert(r.ids.end(), response.chunk().token_ids().begin(),
+                   response.chunk().token_ids().end());
+    } else if (response.has_complete()) {
+      r.complete = response.complete();
+    }
+  }
+  r.status = reader->Finish();
+  return r;
+}
+
+v1::GenerateRequest Greedy(const std::vector<int32_t>& ids, int max_tokens) {
+  v1::GenerateRequest req;
+  for (int32_t id : ids) req.mutable_token_ids()->add_ids(id);
+  req.mutable_sampling()->set_temperature(0.0f);
+  req.mutable_sampling()->set_max_tokens(max_tokens);
+  req.mutable_sampling()->set_ignore_eos(true);
+  return req;
+}
+
+int CommonPrefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  int n = 0;
+  while (n < int(a.size()) && n < int(b.size()) && a[n] == b[n]) ++n;
+  return n;
+}
+
+// Why GPU cases cannot run here, or "" when they can: the server finds the backend next to its
+// binary, so the check loads that same file.
+std::string GpuUnavailable(int gpus) {
+  const std::filesystem::path lib =
+      std::filesystem::path(CLAA_SERVER_BINARY).parent_path() / gpu::kCudaBackendLibraryName;
+  static auto* loaded = new absl::StatusOr<std::unique_ptr<gpu::GpuBackendLibrary>>(
+      gpu::GpuBackendLibrary::Load(lib.string(), /*require_device=*/true));
+  if (!loaded->ok()) {
+    return "no GPU backend: " + std::string(loaded->status().message());
+  }
+  const int count = (**loaded)->backend().DeviceCount();
+  if (count < gpus) {
+    return "needs " + std::to_string(gpus) + " GPUs, " + std::to_string(count) + " visible";
+  }
+  return "";
+}
+
+class GpuServerTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(GpuServerTest, Stories260KGreedyMatchesCpuServer) {
+  const int tp = GetParam();
+  if (std::string why = GpuUnavailable(tp); !why.empty()) {
+    GTEST_SKIP() << "GPU server test skipped (" << why << ")";
+  }
+  CLAA_REQUIRE_SHARED(model_dir, "models/stories260K");
+  const std::vector<int32_t> prompt = {1};
+
+  RunningServer cpu;
+  ASSERT_TRUE(cpu.Start({"--model=" + model_dir.string(), "--device=cpu"}));
+  Result want = Generate(cpu.stub(), Greedy(prompt, kTokens));
+  ASSERT_TRUE(want.status.ok()) << want.status.error_message();
+
+  RunningServer gpu;
+  ASSERT_TRUE(gpu.Start({"--model=" + model_dir.string(), "--device=cuda",
+                         "--tp=" + std::to_string(tp)}))
+      << "claa-server --device=cuda did not start (its stderr says why)";
+  Result got = Generate(gpu.stub(), Greedy(prompt, kTokens));
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  ASSERT_EQ(got.ids.size(), size_t(kTokens));
+  const int same = CommonPrefix(got.ids, want.ids);
+  std::printf("tp=%d: GPU greedy equals the CPU server's for %d of %d tokens\n", tp, same,
+              kTokens);
+  EXPECT_GE(same, kMustMatch);
+
+  // Continuous batching on the GPU: concurrent requests of different lengths all finish with
+  // their token counts and start like the lone request.
+  constexpr int kConcurrent = 8;
+  std::vector<Result> results(kConcurrent);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kConcurrent; ++i) {
+    threads.emplace_back([&, i] { results[i] = Generate(gpu.stub(), Greedy(prompt, 20 + 10 * i)); });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kConcurrent; ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
+    EXPECT_EQ(results[i].ids.size(), size_t(20 + 10 * i));
+    EXPECT_GE(CommonPrefix(results[i].ids, got.ids), kMustMatch) << "request " << i;
+  }
+
+  // A CLAA-pruned prefill on the GPU keeps what the policy says and decodes on.
+  std::vector<int32_t> long_prompt = prompt;
+  long_prompt.insert(long_prompt.end(), want.ids.begin(), want.ids.end());
+  v1::GenerateRequest pruned = Greedy(long_prompt, 16);
+  pruned.mutable_pruning()->set_method(v1::PruningOptions::CLAA);
+  pruned.mutable_pruning()->set_keep_ratio(0.5);
+  Result p = Generate(gpu.stub(), pruned);
+  ASSERT_TRUE(p.status.ok()) << p.status.error_message();
+  ASSERT_TRUE(p.complete.has_value());
+  EXPECT_EQ(p.ids.size(), 16u);
+  EXPECT_EQ(p.complete->usage().prompt_tokens(), long_prompt.size());
+  EXPECT_EQ(p.complete->usage().kept_prompt_tokens(), (long_prompt.size() + 1) / 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tp, GpuServerTest, ::testing::Values(1, 2),
+                         [](const auto& info) { return "tp" + std::to_string(info.param); });
+
+}  // namespace
+}  // namespace claa
