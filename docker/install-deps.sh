@@ -11,5 +11,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev \
   libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev \
   libopenblas-dev nlohmann-json3-dev libpcre2-dev libicu-dev libfaiss-dev \
-  python3-grpcio python3-protobuf python3-yaml prometheus >/dev/null
+  python3-grpcio python3-protobuf python3-yaml prometheus openssl libssl-dev >/dev/null
 echo "install-deps: done"

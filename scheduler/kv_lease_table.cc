@@ -1,5 +1,6 @@
 #include "scheduler/kv_lease_table.h"
 
+#include <chrono>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -41,18 +42,28 @@ void KvLeaseTable::Free(Lease& lease) {
 }
 
 absl::StatusOr<std::unique_ptr<KvLeaseTable::Pin>> KvLeaseTable::Acquire(
-    const std::string& ticket) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = leases_.find(ticket);
-  if (it == leases_.end()) {
-    return absl::NotFoundError(absl::StrCat("KV ticket ", ticket,
-                                            " is unknown: already fetched, released or expired"));
+    const std::string& ticket, absl::Duration wait) {
+  const auto give_up = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(wait);
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    auto it = leases_.find(ticket);
+    if (it == leases_.end() || it->second->released) {
+      return absl::NotFoundError(absl::StrCat(
+          "KV ticket ", ticket, " is unknown: already fetched, released or expired"));
+    }
+    if (!it->second->pinned) {
+      it->second->pinned = true;
+      return std::make_unique<Pin>(this, ticket, &it->second->handoff);
+    }
+    // Another fetch holds it: usually one whose transfer was just cut and whose handler has not
+    // noticed yet, while the router already retries on another decode worker.
+    if (unpinned_.wait_until(lock, give_up) == std::cv_status::timeout) {
+      it = leases_.find(ticket);
+      if (it != leases_.end() && it->second->pinned) {
+        return absl::AbortedError(absl::StrCat("KV ticket ", ticket, " is being fetched"));
+      }
+    }
   }
-  if (it->second->pinned) {
-    return absl::FailedPreconditionError(absl::StrCat("KV ticket ", ticket, " is being fetched"));
-  }
-  it->second->pinned = true;
-  return std::make_unique<Pin>(this, ticket, &it->second->handoff);
 }
 
 void KvLeaseTable::Unpin(const std::string& ticket, bool finished) {
@@ -61,7 +72,8 @@ void KvLeaseTable::Unpin(const std::string& ticket, bool finished) {
     auto it = leases_.find(ticket);
     if (it == leases_.end()) return;
     it->second->pinned = false;
-    if (!finished) return;
+    unpinned_.notify_all();
+    if (!finished && !it->second->released) return;
     Free(*it->second);
     leases_.erase(it);
   }
@@ -82,7 +94,14 @@ bool KvLeaseTable::Release(const std::string& ticket) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = leases_.find(ticket);
-    if (it == leases_.end() || it->second->pinned) return false;
+    if (it == leases_.end() || it->second->released) return false;
+    if (it->second->pinned) {
+      // A fetch holds it, typically one cut mid-transfer whose handler has not ended yet: free
+      // the blocks when it lets go, not at the lease's expiry (the router releases a ticket
+      // only once no decode worker will fetch it).
+      it->second->released = true;
+      return true;
+    }
     Free(*it->second);
     leases_.erase(it);
   }

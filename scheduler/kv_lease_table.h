@@ -27,9 +27,9 @@ class KvLeaseTable : public HandoffSink {
 
   std::string Accept(PrefillHandoff handoff) override;
 
-  // A fetch in progress: the lease cannot expire or be released while it is held. Finish()
-  // frees the blocks (the decode worker has the cache); dropping it without Finish() (a failed
-  // transfer) leaves the lease to run out as usual.
+  // A fetch in progress: the lease cannot expire while it is held. Finish() frees the blocks
+  // (the decode worker has the cache); dropping it without Finish() (a failed transfer) leaves
+  // the lease to run out as usual, unless Release() was asked meanwhile (then it frees them).
   class Pin {
    public:
     Pin(KvLeaseTable* table, std::string ticket, const PrefillHandoff* handoff)
@@ -46,11 +46,14 @@ class KvLeaseTable : public HandoffSink {
     const PrefillHandoff* handoff_;
     bool finished_ = false;
   };
-  // NotFound when the ticket is unknown (fetched, released or expired); FailedPrecondition when
-  // another fetch of it is in progress.
-  absl::StatusOr<std::unique_ptr<Pin>> Acquire(const std::string& ticket);
+  // NotFound when the ticket is unknown (fetched, released or expired). A ticket another fetch
+  // holds is waited for up to `wait` (the retry of a cut transfer can arrive before the cut
+  // fetch has noticed it is over), then Aborted.
+  absl::StatusOr<std::unique_ptr<Pin>> Acquire(const std::string& ticket,
+                                               absl::Duration wait = absl::ZeroDuration());
 
-  // Frees a ticket's blocks now. False when unknown or being fetched.
+  // Frees a ticket's blocks now, or, while a fetch holds it, when that fetch ends (its cache
+  // is not handed out again). False when unknown or already released.
   bool Release(const std::string& ticket);
   absl::Time Deadline(const std::string& ticket);
   int size();
@@ -62,6 +65,7 @@ class KvLeaseTable : public HandoffSink {
     PrefillHandoff handoff;
     absl::Time deadline;
     bool pinned = false;
+    bool released = false;  // Release() came while pinned: free at Unpin
   };
   void Free(Lease& lease);  // returns the blocks; callers hold mu_
   void Unpin(const std::string& ticket, bool finished);
@@ -72,6 +76,7 @@ class KvLeaseTable : public HandoffSink {
   std::function<void()> on_freed_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable unpinned_;  // a pin dropped (Acquire may be waiting for it)
   bool stop_ = false;
   uint64_t next_ = 0;
   std::map<std::string, std::unique_ptr<Lease>> leases_;

@@ -6,9 +6,13 @@
 
 namespace claa {
 
-DecodeWorkerService::DecodeWorkerService(LoadedModel* model, Scheduler* scheduler,
-                                         ServerMetrics* metrics)
-    : model_(model), scheduler_(scheduler), metrics_(metrics) {}
+DecodeWorkerService::DecodeWorkerService(
+    LoadedModel* model, Scheduler* scheduler, ServerMetrics* metrics,
+    std::shared_ptr<grpc::ChannelCredentials> fetch_credentials, std::string tls_server_name)
+    : model_(model),
+      scheduler_(scheduler),
+      metrics_(metrics),
+      channels_(std::move(fetch_credentials), std::move(tls_server_name)) {}
 
 grpc::Status DecodeWorkerService::Decode(grpc::ServerContext* context,
                                          const internal::v1::DecodeRequest* request,

@@ -13,8 +13,11 @@ namespace claa {
 
 class DecodeWorkerService final : public internal::v1::DecodeWorker::Service {
  public:
-  // All pointers must outlive the service; metrics may be null.
-  DecodeWorkerService(LoadedModel* model, Scheduler* scheduler, ServerMetrics* metrics);
+  // All pointers must outlive the service; metrics may be null. `fetch_credentials` and
+  // `tls_server_name` secure the KV fetches from prefill workers (see ChannelCache).
+  DecodeWorkerService(LoadedModel* model, Scheduler* scheduler, ServerMetrics* metrics,
+                      std::shared_ptr<grpc::ChannelCredentials> fetch_credentials = nullptr,
+                      std::string tls_server_name = "");
 
   grpc::Status Decode(grpc::ServerContext* context, const internal::v1::DecodeRequest* request,
                       grpc::ServerWriter<internal::v1::DecodeEvent>* writer) override;

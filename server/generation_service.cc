@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "server/raw_request.h"
 #include "server/request_convert.h"
 #include "server/stream_relay.h"
 
@@ -12,7 +13,18 @@ GenerationService::GenerationService(LoadedModel* model, Scheduler* scheduler,
     : model_(model),
       scheduler_(scheduler),
       metrics_(metrics),
-      default_pruning_(default_pruning) {}
+      default_pruning_(default_pruning) {
+  // Generate parses its own request, so that invalid UTF-8 gets INVALID_ARGUMENT naming the field
+  // (raw_request.h explains why).
+  MarkMethodStreamed(
+      MethodIndex(v1::Generation::service_full_name(), "Generate"),
+      ParsingServerStreamingHandler<v1::GenerateRequest, v1::GenerateResponse>(
+          [this](grpc::ServerContext* context, const v1::GenerateRequest& request,
+                 const std::function<bool(const v1::GenerateResponse&)>& write) {
+            return Serve(context, request, write);
+          },
+          [this](const absl::Status& status) { return Reject(status); }));
+}
 
 grpc::Status GenerationService::Reject(const absl::Status& status) {
   if (metrics_) metrics_->OnRejected(status.code());
@@ -22,16 +34,22 @@ grpc::Status GenerationService::Reject(const absl::Status& status) {
 grpc::Status GenerationService::Generate(grpc::ServerContext* context,
                                          const v1::GenerateRequest* request,
                                          grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  return Serve(context, *request,
+               [writer](const v1::GenerateResponse& r) { return writer->Write(r); });
+}
+
+grpc::Status GenerationService::Serve(
+    grpc::ServerContext* context, const v1::GenerateRequest& request,
+    const std::function<bool(const v1::GenerateResponse&)>& write) {
   absl::StatusOr<GenerationRequest> converted =
-      PrepareRequest(*request, *model_->tokenizer, model_->config, model_->max_context_length,
+      PrepareRequest(request, *model_->tokenizer, model_->config, model_->max_context_length,
                      default_pruning_, absl::StrCat("req-", next_id_.fetch_add(1)));
   if (!converted.ok()) return Reject(converted.status());
   const std::string id = converted->request_id;
   absl::StatusOr<std::shared_ptr<RequestStream>> stream = scheduler_->Submit(*std::move(converted));
   if (!stream.ok()) return Reject(stream.status());
 
-  return RelayRequestStream(context, **stream, id, scheduler_,
-                            [writer](const v1::GenerateResponse& r) { return writer->Write(r); });
+  return RelayRequestStream(context, **stream, id, scheduler_, write);
 }
 
 grpc::Status GenerationService::Abort(grpc::ServerContext* context,

@@ -4,6 +4,7 @@
 // The public claa.v1.Generation gRPC service over a Scheduler. Each Generate call submits one
 // request and relays its RequestStream; call cancellation and deadlines cancel the request.
 #include <atomic>
+#include <functional>
 #include <string>
 
 #include "claa/v1/claa.grpc.pb.h"
@@ -20,6 +21,8 @@ class GenerationService final : public v1::Generation::Service {
   GenerationService(LoadedModel* model, Scheduler* scheduler, ServerMetrics* metrics,
                     PruningConfig default_pruning = PruningConfig());
 
+  // Registered servers never call this: Generate's request arrives as bytes (raw_request.h) and
+  // goes to Serve. Kept for direct callers.
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
   grpc::Status Abort(grpc::ServerContext* context, const v1::AbortRequest* request,
@@ -28,6 +31,8 @@ class GenerationService final : public v1::Generation::Service {
                             v1::ModelInfo* response) override;
 
  private:
+  grpc::Status Serve(grpc::ServerContext* context, const v1::GenerateRequest& request,
+                     const std::function<bool(const v1::GenerateResponse&)>& write);
   grpc::Status Reject(const absl::Status& status);
 
   LoadedModel* model_;

@@ -18,7 +18,9 @@ std::shared_ptr<grpc::Channel> ChannelCache::Get(const std::string& address) {
     // default reconnect backoff of up to two minutes.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    if (!tls_server_name_.empty()) args.SetSslTargetNameOverride(tls_server_name_);
+    channel = grpc::CreateCustomChannel(
+        address, credentials_ ? credentials_ : grpc::InsecureChannelCredentials(), args);
   }
   return channel;
 }

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "claa/internal/v1/worker.grpc.pb.h"
 #include "engine/model/config.h"
+#include "grpcpp/security/credentials.h"
 #include "scheduler/handoff.h"
 
 namespace claa {
@@ -19,9 +20,18 @@ namespace claa {
 // One channel per peer address, shared by all requests (gRPC multiplexes calls on it).
 class ChannelCache {
  public:
+  // `credentials` null: plaintext. With internal mutual TLS they carry this process's client
+  // certificate and the CA workers' certificates must chain to; `tls_server_name`, if set, is
+  // the name checked in those certificates instead of each address's host.
+  explicit ChannelCache(std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
+                        std::string tls_server_name = "")
+      : credentials_(std::move(credentials)), tls_server_name_(std::move(tls_server_name)) {}
+
   std::shared_ptr<grpc::Channel> Get(const std::string& address);
 
  private:
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  const std::string tls_server_name_;
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<grpc::Channel>> channels_;
 };

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/attncache/siamese_mlp.h"
+#include "server/raw_request.h"
 
 namespace claa {
 namespace {
@@ -147,7 +148,23 @@ std::vector<const CacheOutcome*> Sequences(const attncache::ScoreResult& r) {
 
 PrefillService::PrefillService(const Tokenizer* tokenizer, attncache::PrefillEngine* engine,
                                AttnCacheMetrics* metrics)
-    : tokenizer_(tokenizer), engine_(engine), metrics_(metrics) {}
+    : tokenizer_(tokenizer), engine_(engine), metrics_(metrics) {
+  // Each RPC parses its own request, so that invalid UTF-8 (a text, label or continuation) gets
+  // INVALID_ARGUMENT naming the field (raw_request.h explains why).
+  const std::string name = v1::Prefill::service_full_name();
+  MarkMethodStreamed(MethodIndex(name, "Score"),
+                     ParsingUnaryHandler<v1::ScoreRequest, v1::ScoreResponse>(
+                         [this](grpc::ServerContext* c, const v1::ScoreRequest* r,
+                                v1::ScoreResponse* out) { return Score(c, r, out); }));
+  MarkMethodStreamed(MethodIndex(name, "Classify"),
+                     ParsingUnaryHandler<v1::ClassifyRequest, v1::ClassifyResponse>(
+                         [this](grpc::ServerContext* c, const v1::ClassifyRequest* r,
+                                v1::ClassifyResponse* out) { return Classify(c, r, out); }));
+  MarkMethodStreamed(MethodIndex(name, "Embed"),
+                     ParsingUnaryHandler<v1::EmbedRequest, v1::EmbedResponse>(
+                         [this](grpc::ServerContext* c, const v1::EmbedRequest* r,
+                                v1::EmbedResponse* out) { return Embed(c, r, out); }));
+}
 
 grpc::Status PrefillService::Score(grpc::ServerContext* context, const v1::ScoreRequest* request,
                                    v1::ScoreResponse* response) {

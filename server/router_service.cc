@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/raw_request.h"
 #include "server/request_convert.h"
 #include "server/stream_relay.h"
 
@@ -28,7 +29,15 @@ RouterService::RouterService(LoadedModel* model, PruningConfig default_pruning,
       default_pruning_(default_pruning),
       prefill_(prefill),
       decode_(decode),
-      metrics_(metrics) {}
+      metrics_(metrics) {
+  // Generate parses its own request, so that invalid UTF-8 gets INVALID_ARGUMENT naming the field
+  // (raw_request.h explains why).
+  MarkMethodStreamed(MethodIndex(v1::Generation::service_full_name(), "Generate"),
+                     ParsingServerStreamingHandler<v1::GenerateRequest, v1::GenerateResponse>(
+                         [this](grpc::ServerContext* context, const v1::GenerateRequest& request,
+                                const Write& write) { return Serve(context, request, write); },
+                         [this](const absl::Status& status) { return Reject(status); }));
+}
 
 grpc::Status RouterService::Reject(const absl::Status& status) {
   if (metrics_) metrics_->OnRejected(status.code());
@@ -48,9 +57,15 @@ void RouterService::ReportRunning() {
 grpc::Status RouterService::Generate(grpc::ServerContext* context,
                                      const v1::GenerateRequest* request,
                                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  return Serve(context, *request,
+               [writer](const v1::GenerateResponse& r) { return writer->Write(r); });
+}
+
+grpc::Status RouterService::Serve(grpc::ServerContext* context,
+                                  const v1::GenerateRequest& request, const Write& write) {
   const absl::Time arrival = absl::Now();
   absl::StatusOr<GenerationRequest> prepared =
-      PrepareRequest(*request, *model_->tokenizer, model_->config, model_->max_context_length,
+      PrepareRequest(request, *model_->tokenizer, model_->config, model_->max_context_length,
                      default_pruning_, absl::StrCat("req-", next_id_.fetch_add(1)));
   if (!prepared.ok()) return Reject(prepared.status());
   const std::string id = prepared->request_id;
@@ -78,7 +93,7 @@ grpc::Status RouterService::Generate(grpc::ServerContext* context,
 
   // --- Prefill, on another worker if one is down. ---
   internal::v1::PrefillRequest prefill_request;
-  *prefill_request.mutable_request() = ToWorkerRequest(*request, *prepared);
+  *prefill_request.mutable_request() = ToWorkerRequest(request, *prepared);
   internal::v1::PrefillResponse prefilled;
   WorkerPool::Worker* prefill_worker = nullptr;
   for (int attempt = 0;; ++attempt) {
@@ -123,7 +138,7 @@ grpc::Status RouterService::Generate(grpc::ServerContext* context,
     complete->mutable_usage()->set_prompt_tokens(ticket.prompt_tokens());
     complete->mutable_usage()->set_kept_prompt_tokens(ticket.kept_prompt_tokens());
     complete->mutable_timing()->set_e2e_seconds(Seconds(arrival, absl::Now()));
-    writer->Write(response);
+    write(response);
     return grpc::Status::OK;
   };
 
@@ -145,7 +160,7 @@ grpc::Status RouterService::Generate(grpc::ServerContext* context,
       active->decode = *decode_worker;
     }
     bool heard = false;
-    grpc::Status status = RelayDecode(context, writer, *decode_worker, decode_request, id, method,
+    grpc::Status status = RelayDecode(context, write, *decode_worker, decode_request, id, method,
                                       arrival, prefilled, &heard);
     if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return status;
     if (context->IsCancelled()) {
@@ -166,8 +181,7 @@ grpc::Status RouterService::Generate(grpc::ServerContext* context,
   }
 }
 
-grpc::Status RouterService::RelayDecode(grpc::ServerContext* context,
-                                        grpc::ServerWriter<v1::GenerateResponse>* writer,
+grpc::Status RouterService::RelayDecode(grpc::ServerContext* context, const Write& write,
                                         WorkerPool::Worker* worker,
                                         const internal::v1::DecodeRequest& decode_request,
                                         const std::string& id, PruningMethod method,
@@ -200,7 +214,7 @@ grpc::Status RouterService::RelayDecode(grpc::ServerContext* context,
         metrics_->OnToken(Seconds(last_token, now));
       }
       last_token = now;
-      if (!writer->Write(response)) {
+      if (!write(response)) {
         call->TryCancel();  // the client went away: the decode worker frees the request
         reader->Finish();
         return grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading");
@@ -225,10 +239,10 @@ grpc::Status RouterService::RelayDecode(grpc::ServerContext* context,
         metrics_->OnFinished(FromProto(response.complete().finish_reason()), usage, timing,
                              method);
       }
-      writer->Write(response);
+      write(response);
       done = true;
     } else if (response.has_error()) {
-      writer->Write(response);
+      write(response);
       done = true;
     }
   }

@@ -7,6 +7,7 @@
 // decode worker with the most free KV blocks, and relay its stream. TTFT is measured here and
 // split into prefill, KV transfer and decode queue (DESIGN.md §4).
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -26,6 +27,8 @@ class RouterService final : public v1::Generation::Service {
   RouterService(LoadedModel* model, PruningConfig default_pruning, WorkerPool* prefill,
                 WorkerPool* decode, ServerMetrics* metrics);
 
+  // Registered servers never call this: Generate's request arrives as bytes (raw_request.h) and
+  // goes to Serve. Kept for direct callers.
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
   grpc::Status Abort(grpc::ServerContext* context, const v1::AbortRequest* request,
@@ -40,11 +43,13 @@ class RouterService final : public v1::Generation::Service {
     bool aborted = false;
     WorkerPool::Worker* decode = nullptr;  // set once decoding started
   };
+  using Write = std::function<bool(const v1::GenerateResponse&)>;
+  grpc::Status Serve(grpc::ServerContext* context, const v1::GenerateRequest& request,
+                     const Write& write);
   grpc::Status Reject(const absl::Status& status);
   // Streams one decode attempt to the client. *heard: the worker sent anything at all (after
   // that a failure cannot be retried elsewhere: the cache is gone or tokens were streamed).
-  grpc::Status RelayDecode(grpc::ServerContext* context,
-                           grpc::ServerWriter<v1::GenerateResponse>* writer,
+  grpc::Status RelayDecode(grpc::ServerContext* context, const Write& write,
                            WorkerPool::Worker* worker,
                            const internal::v1::DecodeRequest& decode_request,
                            const std::string& id, PruningMethod method, absl::Time arrival,

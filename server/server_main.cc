@@ -32,6 +32,8 @@
 #include "server/prefill_service.h"
 #include "server/prefill_worker_service.h"
 #include "server/router_service.h"
+#include "server/security/model_root.h"
+#include "server/security/server_security.h"
 #include "server/worker_pool.h"
 
 ABSL_FLAG(std::string, role, "all",
@@ -53,7 +55,15 @@ ABSL_FLAG(std::string, host, "127.0.0.1",
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port (printed at start-up).");
 ABSL_FLAG(int, metrics_port, 9464,
           "Prometheus /metrics HTTP port on --host; 0 picks a free port, -1 disables metrics.");
-ABSL_FLAG(int, tp, 1, "Tensor-parallel ranks (CPU threads, one per rank).");
+ABSL_FLAG(int, tp, 1,
+          "Tensor-parallel ranks: CPU threads, or with --device=cuda GPUs --gpu_device.. "
+          "(NCCL between them).");
+ABSL_FLAG(std::string, device, "auto",
+          "Where the model runs: cpu; cuda (the CUDA backend libclaa_cuda_backend.so, loaded "
+          "with dlopen, bf16 on the GPU; start-up fails without it or a GPU); auto (cuda when "
+          "the library and a GPU are there, else cpu). Disaggregated prefill/decode workers "
+          "need cpu (their KV handoff reads host pools).");
+ABSL_FLAG(int, gpu_device, 0, "First CUDA device of the model's GPUs (--device=cuda/auto).");
 ABSL_FLAG(int, kv_cache_mb, 512,
           "KV cache budget in MiB (fp32, all ranks). It bounds concurrent tokens and, for "
           "long-context models, the served context length.");
@@ -85,6 +95,35 @@ ABSL_FLAG(std::string, attn_cache_projector, "",
           "AttnCache lookup feature: a Siamese MLP file trained for this model "
           "(claa-bench-attncache --mode=mlp writes one). Empty: a fixed random projection.");
 
+// Security (README "Security", docs/deploy.md). Every part is off by default.
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "--role=all|router: PEM certificate chain of the public port; with --tls_key_file the "
+          "port speaks TLS only. Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "--role=all|router: file holding a bearer token (surrounding whitespace trimmed). Every "
+          "public call (Generation, Prefill, reflection) must then carry the metadata "
+          "'authorization: Bearer <token>', else UNAUTHENTICATED; grpc.health.v1.Health stays "
+          "open for probes. Use with TLS: without it the token crosses the network in clear.");
+ABSL_FLAG(std::string, internal_tls_cert_file, "",
+          "Internal mutual TLS, with --internal_tls_key_file and --internal_tls_ca_file (all "
+          "three or none). --role=prefill|decode: the worker's port presents this certificate "
+          "and accepts only clients whose certificate --internal_tls_ca_file signed (calls "
+          "without one fail in the handshake, health checks included). --role=router and the "
+          "decode worker's KV fetches: the client certificate presented to workers, whose "
+          "certificates must chain to --internal_tls_ca_file.");
+ABSL_FLAG(std::string, internal_tls_key_file, "", "PEM private key of --internal_tls_cert_file.");
+ABSL_FLAG(std::string, internal_tls_ca_file, "",
+          "PEM CA certificate that signs every internal certificate (use a CA of its own: any "
+          "certificate it signed may call the workers).");
+ABSL_FLAG(std::string, internal_tls_server_name, "",
+          "Name a worker's certificate must carry, instead of the host part of its address "
+          "(e.g. one certificate shared by all workers). Empty: the address's host.");
+ABSL_FLAG(std::string, model_root, "",
+          "When set, --model, --attn_cache_dir and --attn_cache_projector (and the files directly "
+          "inside --model) must resolve, symlinks and '..' followed, inside this directory, else "
+          "start-up fails. Empty: no restriction.");
+
 namespace {
 
 int Fail(const std::string& what) {
@@ -104,6 +143,11 @@ int main(int argc, char** argv) {
       "With no --model it serves a built-in tiny model with random weights so that the\n"
       "server starts anywhere; pass --model to serve a real Hugging Face Llama, Mistral or\n"
       "Qwen2 directory.\n"
+      "Security (all off by default; README \"Security\"): --tls_cert_file/--tls_key_file (TLS\n"
+      "on the public port), --auth_token_file (bearer token on the public API; health checks\n"
+      "stay open), --internal_tls_cert_file/--internal_tls_key_file/--internal_tls_ca_file\n"
+      "(mutual TLS between router and workers), --model_root (confines model paths). The\n"
+      "metrics port is always plaintext HTTP without authentication.\n"
       "Metrics (GET /metrics on --metrics_port; docs/metrics.md explains each):\n"
       "  histograms: claa_time_to_first_token_seconds, claa_inter_token_latency_seconds,\n"
       "    claa_e2e_request_latency_seconds, claa_request_queue_time_seconds,\n"
@@ -128,12 +172,49 @@ int main(int argc, char** argv) {
   if (role != "all" && role != "router" && role != "prefill" && role != "decode") {
     return Fail("--role must be all, router, prefill or decode");
   }
+  // Checked before the (possibly long) model load, so a bad flag fails at once.
+  absl::StatusOr<claa::security::ServerSecurity> security =
+      claa::security::ConfigureServerSecurity(
+          {.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+           .tls_key_file = absl::GetFlag(FLAGS_tls_key_file),
+           .auth_token_file = absl::GetFlag(FLAGS_auth_token_file),
+           .internal_tls_cert_file = absl::GetFlag(FLAGS_internal_tls_cert_file),
+           .internal_tls_key_file = absl::GetFlag(FLAGS_internal_tls_key_file),
+           .internal_tls_ca_file = absl::GetFlag(FLAGS_internal_tls_ca_file),
+           .internal_tls_server_name = absl::GetFlag(FLAGS_internal_tls_server_name)},
+          role);
+  if (!security.ok()) return Fail(std::string(security.status().message()));
+  for (const std::string& w : security->warnings) {
+    std::cerr << "claa-server: warning: " << w << std::endl;
+  }
+  claa::security::ModelPaths paths;
+  paths.model_dir = absl::GetFlag(FLAGS_model);
+  paths.attn_cache_dir = absl::GetFlag(FLAGS_attn_cache_dir);
+  paths.attn_cache_projector = absl::GetFlag(FLAGS_attn_cache_projector);
+  if (const std::string root = absl::GetFlag(FLAGS_model_root); !root.empty()) {
+    absl::Status confined = claa::security::ConfineModelPaths(root, paths);
+    if (!confined.ok()) return Fail(std::string(confined.message()));
+  }
   claa::ModelLoadOptions load;
   load.load_weights = role != "router";  // the router tokenizes; it runs no model
-  load.model_dir = absl::GetFlag(FLAGS_model);
+  load.model_dir = paths.model_dir;
   load.tp_size = absl::GetFlag(FLAGS_tp);
   load.kv_cache_bytes = int64_t{absl::GetFlag(FLAGS_kv_cache_mb)} << 20;
   load.block_size = absl::GetFlag(FLAGS_block_size);
+  load.device = absl::GetFlag(FLAGS_device);
+  load.gpu_device = absl::GetFlag(FLAGS_gpu_device);
+  if (load.device != "cpu" && load.device != "cuda" && load.device != "auto") {
+    return Fail("--device must be cpu, cuda or auto");
+  }
+  // The KV handoff between prefill and decode workers reads and writes host KV pools.
+  if (role == "prefill" || role == "decode") {
+    if (load.device == "cuda") {
+      return Fail("--role=" + role + " runs on the CPU (the KV handoff reads host KV pools); "
+                  "use --device=cpu");
+    }
+    load.device = "cpu";
+  }
+  if (load.gpu_device < 0) return Fail("--gpu_device must be >= 0");
   if (load.tp_size < 1) return Fail("--tp must be >= 1");
   if (load.block_size < 1) return Fail("--block_size must be >= 1");
   if (absl::GetFlag(FLAGS_kv_cache_mb) < 1) return Fail("--kv_cache_mb must be >= 1");
@@ -143,6 +224,12 @@ int main(int argc, char** argv) {
             << " (tp=" << load.tp_size << ")" << std::endl;
   absl::StatusOr<std::unique_ptr<claa::LoadedModel>> model = claa::LoadModel(load);
   if (!model.ok()) return Fail(std::string(model.status().ToString()));
+  if ((*model)->runner != nullptr) {
+    std::cerr << "claa-server: model on " << (*model)->device_description << std::endl;
+  }
+  if (!(*model)->device_note.empty()) {
+    std::cerr << "claa-server: " << (*model)->device_note << std::endl;
+  }
 
   absl::StatusOr<claa::PruningMethod> method =
       claa::ParsePruningMethod(absl::GetFlag(FLAGS_pruning_method));
@@ -202,7 +289,9 @@ int main(int argc, char** argv) {
     service = std::move(s);
   } else if (role == "decode") {
     scheduler = std::make_unique<claa::Scheduler>(model->get(), sched, &metrics);
-    service = std::make_unique<claa::DecodeWorkerService>(model->get(), scheduler.get(), &metrics);
+    service = std::make_unique<claa::DecodeWorkerService>(
+        model->get(), scheduler.get(), &metrics, security->internal_client.credentials,
+        security->internal_client.server_name);
   } else if (role == "router") {
     auto split = [](const std::string& list) {
       std::vector<std::string> out;
@@ -216,7 +305,8 @@ int main(int argc, char** argv) {
     if (prefill.empty() || decode.empty()) {
       return Fail("--role=router needs --prefill_workers and --decode_workers");
     }
-    channels = std::make_unique<claa::ChannelCache>();
+    channels = std::make_unique<claa::ChannelCache>(security->internal_client.credentials,
+                                                    security->internal_client.server_name);
     prefill_pool = std::make_unique<claa::WorkerPool>(claa::WorkerPool::Kind::kPrefill, prefill,
                                                       channels.get());
     decode_pool = std::make_unique<claa::WorkerPool>(claa::WorkerPool::Kind::kDecode, decode,
@@ -244,10 +334,10 @@ int main(int argc, char** argv) {
       return Fail("--prefill_kv_cache_mb and --attn_cache_max_mb must be >= 1");
     }
     claa::PrefillServingOptions po;
-    po.cache_dir = absl::GetFlag(FLAGS_attn_cache_dir);
+    po.cache_dir = paths.attn_cache_dir;
     po.cache_max_bytes = int64_t{absl::GetFlag(FLAGS_attn_cache_max_mb)} << 20;
     po.cache_threshold = absl::GetFlag(FLAGS_attn_cache_threshold);
-    po.cache_projector = absl::GetFlag(FLAGS_attn_cache_projector);
+    po.cache_projector = paths.attn_cache_projector;
     po.kv_cache_bytes = int64_t{absl::GetFlag(FLAGS_prefill_kv_cache_mb)} << 20;
     auto created = claa::PrefillServing::Create(**model, po, metrics.registry().get());
     if (!created.ok()) return Fail(absl::StrCat("prefill RPCs: ", created.status().message()));
@@ -268,7 +358,7 @@ int main(int argc, char** argv) {
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(absl::StrCat(host, ":", absl::GetFlag(FLAGS_port)),
-                           grpc::InsecureServerCredentials(), &bound_port);
+                           security->port_credentials, &bound_port);
   // KV chunks and last-token logits of large vocabularies exceed the 4 MiB default.
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.RegisterService(service.get());
@@ -288,6 +378,7 @@ int main(int argc, char** argv) {
             << ((*model)->builtin ? " (built-in demo model, random weights)" : "") << " ["
             << c.num_layers << " layers, hidden " << c.hidden_size << ", vocab " << c.vocab_size
             << ", context " << (*model)->max_context_length << "]" << std::endl;
+  std::cout << "claa-server: " << security->summary << std::endl;
   std::cout << "claa-server: listening on " << host << ":" << bound_port << std::endl;
 
   int signal_number = 0;

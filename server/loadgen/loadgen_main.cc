@@ -6,6 +6,7 @@
 // (they are counted, with reasons); non-zero for bad flags, an unreachable server or an
 // unwritable result file.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <limits>
@@ -17,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "claa/v1/claa.grpc.pb.h"
@@ -30,6 +32,8 @@
 #include "server/loadgen/report.h"
 #include "server/loadgen/request_builder.h"
 #include "server/loadgen/runner.h"
+#include "server/security/bearer_auth.h"
+#include "server/security/tls_config.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "claa-server address, HOST:PORT.");
 ABSL_FLAG(int, num_prompts, 1000, "Number of requests to send.");
@@ -69,6 +73,20 @@ ABSL_FLAG(bool, progress, false,
 ABSL_FLAG(double, timeout_s, 300, "Per-request deadline in seconds.");
 ABSL_FLAG(double, connect_timeout_s, 30,
           "How long to wait for the server to answer GetModelInfo before giving up.");
+// A server started with --tls_cert_file / --auth_token_file (README "Security").
+ABSL_FLAG(bool, tls, false,
+          "Connect with TLS, trusting the system's root certificates (implied by --tls_ca_file).");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "Connect with TLS; the server's certificate must chain to this PEM CA.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM client certificate, for a server that requires one (with --tls_key_file).");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the server's certificate must carry, when it is not the host of --target.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding the server's bearer token (surrounding whitespace trimmed), sent as "
+          "'authorization: Bearer <token>'. Default: the CLAA_AUTH_TOKEN environment variable, "
+          "if set.");
 
 namespace {
 
@@ -100,7 +118,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Serving benchmark for claa-server (vLLM `bench serve` conventions).\n"
       "Usage: claa-loadgen --target HOST:PORT --num_prompts N --request_rate R "
-      "[--max_concurrency C] [--dataset random|jsonl] [--result_json FILE] [--progress]");
+      "[--max_concurrency C] [--dataset random|jsonl] [--result_json FILE] [--progress]\n"
+      "       [--tls_ca_file CA.pem] [--auth_token_file FILE]   a secured server");
   const bool ignore_eos_given = FlagGiven(argc, argv, "ignore_eos");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) return Fail(absl::StrCat("unexpected argument '", rest[1], "'"));
@@ -143,13 +162,32 @@ int main(int argc, char** argv) {
                                        .seed = config.seed});
   if (!schedule.ok()) return Fail(std::string(schedule.status().message()));
 
+  auto tls = claa::security::LoadClientTls({.use_tls = absl::GetFlag(FLAGS_tls),
+                                            .ca_file = absl::GetFlag(FLAGS_tls_ca_file),
+                                            .cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+                                            .key_file = absl::GetFlag(FLAGS_tls_key_file),
+                                            .server_name = absl::GetFlag(FLAGS_tls_server_name)});
+  if (!tls.ok()) return Fail(std::string(tls.status().message()));
+  std::vector<std::pair<std::string, std::string>> call_metadata;
+  if (const std::string file = absl::GetFlag(FLAGS_auth_token_file); !file.empty()) {
+    auto token = claa::security::ReadTokenFile(file);
+    if (!token.ok()) return Fail(std::string(token.status().message()));
+    call_metadata.emplace_back("authorization", "Bearer " + *token);
+  } else if (const char* env = std::getenv("CLAA_AUTH_TOKEN"); env != nullptr && *env != '\0') {
+    call_metadata.emplace_back("authorization",
+                               absl::StrCat("Bearer ", absl::StripAsciiWhitespace(env)));
+  }
+
   // The model's vocabulary and context length shape the random prompts.
-  auto channel = grpc::CreateChannel(config.target, grpc::InsecureChannelCredentials());
+  grpc::ChannelArguments channel_args;
+  tls->ApplyTo(channel_args);
+  auto channel = grpc::CreateCustomChannel(config.target, tls->credentials, channel_args);
   auto stub = claa::v1::Generation::NewStub(channel);
   claa::v1::ModelInfo info;
   {
     grpc::ClientContext ctx;
     ctx.set_wait_for_ready(true);
+    for (const auto& [key, value] : call_metadata) ctx.AddMetadata(key, value);
     ctx.set_deadline(
         absl::ToChronoTime(absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_connect_timeout_s))));
     grpc::Status status = stub->GetModelInfo(&ctx, claa::v1::GetModelInfoRequest(), &info);
@@ -212,6 +250,7 @@ int main(int argc, char** argv) {
   run_options.arrival_s = *std::move(schedule);
   run_options.max_concurrency = config.max_concurrency;
   run_options.request_timeout = absl::Seconds(timeout_s);
+  run_options.metadata = call_metadata;
   RunProgress progress;
   std::optional<ProgressPrinter> printer;
   if (absl::GetFlag(FLAGS_progress)) printer.emplace(&progress, config.num_prompts);

@@ -22,10 +22,12 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
  public:
   GenerateCall(const v1::GenerateRequest& request, Clock::time_point bench_start,
-               absl::Duration timeout, RequestResult* result, std::function<void()> on_done)
+               absl::Duration timeout, const RunOptions* options, RequestResult* result,
+               std::function<void()> on_done)
       : request_(request),
         bench_start_(bench_start),
         timeout_(timeout),
+        options_(options),
         result_(result),
         on_done_(std::move(on_done)) {}
 
@@ -33,6 +35,7 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
     start_ = Clock::now();
     result_->start_s = Seconds(start_ - bench_start_);
     context_.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    for (const auto& [key, value] : options_->metadata) context_.AddMetadata(key, value);
     stub->async()->Generate(&context_, &request_, this);
     StartRead(&response_);
     StartCall();
@@ -84,6 +87,7 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
   v1::GenerateRequest request_;
   Clock::time_point bench_start_;
   absl::Duration timeout_;
+  const RunOptions* options_;  // outlives every call: RunBenchmark waits for all
   RequestResult* result_;
   std::function<void()> on_done_;
   grpc::ClientContext context_;
@@ -131,7 +135,8 @@ RunOutput RunBenchmark(v1::Generation::Stub* stub, const std::vector<v1::Generat
       cv.notify_all();
     };
     if (progress != nullptr) progress->started.fetch_add(1);
-    (new GenerateCall(requests[i], bench_start, options.request_timeout, result, on_done))
+    (new GenerateCall(requests[i], bench_start, options.request_timeout, &options, result,
+                      on_done))
         ->Start(stub);
   }
   std::unique_lock lock(mu);

@@ -10,6 +10,8 @@
 // RunBenchmark always returns: streams are bounded in count (the requests given) and time.
 #include <atomic>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -22,6 +24,8 @@ struct RunOptions {
   std::vector<double> arrival_s;  // one offset per request, non-decreasing
   int max_concurrency = 0;        // 0: unlimited
   absl::Duration request_timeout = absl::Seconds(300);
+  // Sent with every call, e.g. {"authorization", "Bearer <token>"}.
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 // Live counters, readable from another thread (the progress line).

@@ -6,6 +6,8 @@
     /usr/bin/python3 server/python/claa_client.py abort REQUEST_ID
     /usr/bin/python3 server/python/claa_client.py health
     /usr/bin/python3 server/python/claa_client.py info
+    /usr/bin/python3 server/python/claa_client.py --tls_ca_file ca.pem \
+        --auth_token_file token health        # a server with TLS and a bearer token
 
 Stubs: the claa.v1 Python stubs are generated at run time from proto/claa/v1/claa.proto with
 protoc and /usr/bin/grpc_python_plugin into a cache directory keyed by the proto's SHA-256, so
@@ -129,11 +131,34 @@ def _read_varint(data, pos):
 class ClaaClient:
     """Thin wrapper over the claa.v1.Generation stub plus health."""
 
-    def __init__(self, target=DEFAULT_TARGET, proto_root=None, cache_dir=None):
+    def __init__(self, target=DEFAULT_TARGET, proto_root=None, cache_dir=None, tls=False,
+                 tls_ca_file=None, tls_cert_file=None, tls_key_file=None, tls_server_name=None,
+                 auth_token=None):
+        """TLS when `tls` or `tls_ca_file` is set (no CA file: the system's roots);
+        tls_cert_file/tls_key_file add a client certificate; auth_token is sent with every
+        call as 'authorization: Bearer <token>' (servers started with --auth_token_file)."""
         import grpc  # imported here so that --help works without grpcio
         self.grpc = grpc
         self.pb2, pb2_grpc = load_stubs(proto_root, cache_dir)
-        self.channel = grpc.insecure_channel(target)
+        self._metadata = [("authorization", f"Bearer {auth_token}")] if auth_token else None
+        if tls or tls_ca_file:
+            def read(path):
+                with open(path, "rb") as f:
+                    return f.read()
+            if bool(tls_cert_file) != bool(tls_key_file):
+                raise ValueError("tls_cert_file and tls_key_file go together")
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=read(tls_ca_file) if tls_ca_file else None,
+                private_key=read(tls_key_file) if tls_key_file else None,
+                certificate_chain=read(tls_cert_file) if tls_cert_file else None)
+            options = [("grpc.ssl_target_name_override", tls_server_name)] \
+                if tls_server_name else []
+            self.channel = grpc.secure_channel(target, creds, options=options)
+        else:
+            if tls_cert_file or tls_key_file or tls_server_name:
+                raise ValueError("tls_cert_file, tls_key_file and tls_server_name need TLS: "
+                                 "set tls_ca_file (or tls=True)")
+            self.channel = grpc.insecure_channel(target)
         self.stub = pb2_grpc.GenerationStub(self.channel)
         # No serializers: the call takes and returns raw bytes.
         self._health_check = self.channel.unary_unary("/grpc.health.v1.Health/Check")
@@ -156,21 +181,24 @@ class ClaaClient:
             request.token_ids.ids.extend(token_ids)
         else:
             request.text = prompt
-        return self.stub.Generate(request, timeout=timeout)
+        return self.stub.Generate(request, timeout=timeout, metadata=self._metadata)
 
     def abort(self, request_id, timeout=10):
         """True when the server found the request (its stream then ends with ABORT)."""
-        reply = self.stub.Abort(self.pb2.AbortRequest(request_id=request_id), timeout=timeout)
+        reply = self.stub.Abort(self.pb2.AbortRequest(request_id=request_id), timeout=timeout,
+                                metadata=self._metadata)
         return reply.found
 
     def health(self, service="", timeout=10):
         """The serving status name: SERVING, NOT_SERVING, SERVICE_UNKNOWN or UNKNOWN."""
-        data = self._health_check(_encode_health_request(service), timeout=timeout)
+        data = self._health_check(_encode_health_request(service), timeout=timeout,
+                                  metadata=self._metadata)
         status = _decode_health_status(data)
         return HEALTH_STATUS_NAMES.get(status, f"UNKNOWN({status})")
 
     def model_info(self, timeout=10):
-        return self.stub.GetModelInfo(self.pb2.GetModelInfoRequest(), timeout=timeout)
+        return self.stub.GetModelInfo(self.pb2.GetModelInfoRequest(), timeout=timeout,
+                                      metadata=self._metadata)
 
 
 def _cmd_generate(client, args):
@@ -258,6 +286,20 @@ def main(argv=None):
                         help="directory holding claa/v1/claa.proto (default: the repo's proto/)")
     parser.add_argument("--cache_dir", default=None,
                         help="where generated stubs are cached (default: ~/.cache/claa_client)")
+    parser.add_argument("--tls", action="store_true",
+                        help="connect with TLS, trusting the system's root certificates")
+    parser.add_argument("--tls_ca_file", default=None,
+                        help="connect with TLS; the server's certificate must chain to this "
+                             "PEM CA")
+    parser.add_argument("--tls_cert_file", default=None,
+                        help="PEM client certificate (with --tls_key_file), for servers that "
+                             "require one")
+    parser.add_argument("--tls_key_file", default=None, help="PEM key of --tls_cert_file")
+    parser.add_argument("--tls_server_name", default=None,
+                        help="name the server's certificate must carry, if not --target's host")
+    parser.add_argument("--auth_token_file", default=None,
+                        help="file holding the server's bearer token (whitespace trimmed); "
+                             "default: $CLAA_AUTH_TOKEN if set")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="stream a generation")
@@ -284,7 +326,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.timeout is None:
         args.timeout = 300.0 if args.command == "generate" else 10.0
-    client = ClaaClient(args.target, args.proto_root, args.cache_dir)
+    token = os.environ.get("CLAA_AUTH_TOKEN") or None
+    if args.auth_token_file:
+        try:
+            with open(args.auth_token_file) as f:
+                token = f.read().strip()
+        except OSError as e:
+            raise SystemExit(f"claa_client: --auth_token_file: {e}")
+        if not token:
+            raise SystemExit(f"claa_client: --auth_token_file {args.auth_token_file}: is empty")
+    try:
+        client = ClaaClient(args.target, args.proto_root, args.cache_dir, tls=args.tls,
+                            tls_ca_file=args.tls_ca_file, tls_cert_file=args.tls_cert_file,
+                            tls_key_file=args.tls_key_file, tls_server_name=args.tls_server_name,
+                            auth_token=token)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"claa_client: {e}")
     commands = {"generate": _cmd_generate, "abort": _cmd_abort, "health": _cmd_health,
                 "info": _cmd_info}
     try:

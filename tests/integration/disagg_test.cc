@@ -10,38 +10,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/integration/cluster.h"
 #include "tests/integration/server_fixture.h"
 #include "tests/test_data.h"
 
 namespace claa {
 namespace {
 
+using ::claa::testing::Cluster;
 using ::claa::testing::RunningServer;
 
-struct Result {
-  std::vector<int32_t> ids;
-  std::optional<v1::Complete> complete;
-  grpc::Status status;
-};
+using Result = ::claa::testing::CallOutcome;
 
 Result RunRequest(v1::Generation::Stub& stub, const v1::GenerateRequest& request,
-           std::function<void(int)> on_chunk = {}) {
-  Result r;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
-  auto reader = stub.Generate(&ctx, request);
-  v1::GenerateResponse response;
-  int chunks = 0;
-  while (reader->Read(&response)) {
-    if (response.has_chunk()) {
-      r.ids.insert(r.ids.end(), response.chunk().token_ids().begin(),
-                   response.chunk().token_ids().end());
-      if (on_chunk) on_chunk(++chunks);
-    }
-    if (response.has_complete()) r.complete = response.complete();
-  }
-  r.status = reader->Finish();
-  return r;
+                  std::function<void(int)> on_chunk = {}) {
+  return ::claa::testing::RunCall(stub, request, std::chrono::seconds(240), on_chunk);
 }
 
 v1::GenerateRequest Request(int i) {
@@ -71,52 +54,6 @@ v1::GenerateRequest LongRequest(int i, int max_tokens) {
   req.mutable_sampling()->set_max_tokens(max_tokens);
   return req;
 }
-
-// Router + 2 prefill + 2 decode workers.
-class Cluster {
- public:
-  bool Start(const std::string& model, const std::vector<std::string>& worker_args = {}) {
-    std::vector<std::string> base = {"--model=" + model};
-    base.insert(base.end(), worker_args.begin(), worker_args.end());
-    for (auto* w : {&prefill_[0], &prefill_[1]}) {
-      auto args = base;
-      args.push_back("--role=prefill");
-      if (!w->Start(args)) return false;
-    }
-    for (auto* w : {&decode_[0], &decode_[1]}) {
-      auto args = base;
-      args.push_back("--role=decode");
-      if (!w->Start(args)) return false;
-    }
-    return router_.Start({"--model=" + model, "--role=router",
-                          "--prefill_workers=" + prefill_[0].address() + "," +
-                              prefill_[1].address(),
-                          "--decode_workers=" + decode_[0].address() + "," +
-                              decode_[1].address()});
-  }
-  RunningServer& router() { return router_; }
-  RunningServer& prefill(int i) { return prefill_[i]; }
-  RunningServer& decode(int i) { return decode_[i]; }
-
-  // Polls until every worker's KV usage gauge reads zero (leases and requests all freed).
-  bool KvUsageDrains(std::vector<int> decode_alive = {0, 1}) {
-    for (int tries = 0; tries < 200; ++tries) {
-      bool zero = true;
-      for (int p = 0; p < 2; ++p) {
-        zero &= prefill_[p].MetricValue("claa_kv_cache_usage_perc").value_or(1) == 0.0;
-      }
-      for (int d : decode_alive) {
-        zero &= decode_[d].MetricValue("claa_kv_cache_usage_perc").value_or(1) == 0.0;
-      }
-      if (zero) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-
- private:
-  RunningServer router_, prefill_[2], decode_[2];
-};
 
 class DisaggTest : public ::testing::Test {
  protected:

@@ -20,9 +20,12 @@ namespace claa::testing {
 
 class RunningServer {
  public:
-  // Starts claa-server with --port=0 --metrics_port=0 plus `extra_args`; false on failure.
+  // Starts claa-server with --port=0 --metrics_port=0 --device=cpu plus `extra_args` (a later
+  // --device overrides: the CPU path's outputs are exact, so the tests pin it even on a GPU
+  // host); false on failure.
   bool Start(const std::vector<std::string>& extra_args) {
-    std::vector<std::string> argv = {CLAA_SERVER_BINARY, "--port=0", "--metrics_port=0"};
+    std::vector<std::string> argv = {CLAA_SERVER_BINARY, "--port=0", "--metrics_port=0",
+                                     "--device=cpu"};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     if (!process_.Start(argv)) return false;
     auto metrics = process_.WaitForLine("metrics on http://");

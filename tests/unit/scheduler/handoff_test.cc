@@ -144,8 +144,7 @@ TEST(KvLeaseTableTest, ReleaseAndExpiryFreeBlocksOnce) {
   {
     auto pin = table.Acquire(b);
     ASSERT_TRUE(pin.ok());
-    EXPECT_EQ(table.Acquire(b).status().code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_FALSE(table.Release(b));  // being fetched
+    EXPECT_EQ(table.Acquire(b).status().code(), absl::StatusCode::kAborted);
     EXPECT_EQ(table.ReapExpired(absl::Now() + absl::Hours(1)), 2);  // c and a2, not b
   }  // the pin is dropped without Finish: a failed transfer; the lease stays until expiry
   EXPECT_EQ(blocks.num_used(), 2);
@@ -156,6 +155,43 @@ TEST(KvLeaseTableTest, ReleaseAndExpiryFreeBlocksOnce) {
   EXPECT_EQ(table.size(), 0) << "the reaper frees expired leases";
   EXPECT_EQ(blocks.num_used(), 0);
   EXPECT_GE(woken, 3);
+}
+
+// A transfer cut halfway leaves its fetch holding the ticket for a moment: a retry waits for
+// it instead of failing, and a release meanwhile frees the blocks as soon as it lets go.
+TEST(KvLeaseTableTest, PinnedTicketIsWaitedForAndReleasedWhenLetGo) {
+  BlockManager blocks(8, 4);
+  KvLeaseTable table(&blocks, absl::Hours(1), [] {});
+  auto lease = [&](const std::string& id) {
+    PrefillHandoff h;
+    h.request_id = id;
+    h.kv.blocks = *blocks.Allocate(2);
+    return table.Accept(std::move(h));
+  };
+  const std::string a = lease("a"), b = lease("b");
+  {
+    auto cut = table.Acquire(a);
+    ASSERT_TRUE(cut.ok());
+    std::thread let_go([&cut] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      cut->reset();  // the cut fetch ends without Finish
+    });
+    auto retry = table.Acquire(a, absl::Seconds(10));
+    let_go.join();
+    ASSERT_TRUE(retry.ok()) << retry.status();
+    (*retry)->Finish();
+  }
+  EXPECT_EQ(blocks.num_used(), 2);
+  {
+    auto cut = table.Acquire(b);
+    ASSERT_TRUE(cut.ok());
+    EXPECT_TRUE(table.Release(b));  // pending: freed when the fetch lets go
+    EXPECT_FALSE(table.Release(b));
+    EXPECT_EQ(table.Acquire(b).status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(blocks.num_used(), 2);
+  }
+  EXPECT_EQ(blocks.num_used(), 0) << "not left to the lease's expiry";
+  EXPECT_EQ(table.size(), 0);
 }
 
 }  // namespace
