@@ -9,14 +9,12 @@
 // A rank that fails after the others have entered a collective would leave them waiting in
 // NCCL; the ranks validate the same batch alike before any collective, and after a failure the
 // group is marked broken and refuses further work (Internal), as ModelRunner does.
-#include <condition_variable>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "engine/gpu/cuda_llama_model.h"
 #include "engine/gpu/gpu_model.h"
+#include "engine/util/rank_threads.h"
 
 namespace claa::gpu {
 
@@ -43,20 +41,9 @@ class TpGroupModel final : public GpuModel {
   CudaLlamaModel& rank(int r) { return *ranks_[r]; }
 
  private:
-  void WorkerLoop(int rank);
-
   std::vector<std::unique_ptr<CudaLlamaModel>> ranks_;
+  RankThreads threads_;  // after ranks_: joined before the models go
   bool broken_ = false;
-
-  std::mutex mu_;
-  std::condition_variable job_cv_, done_cv_;
-  uint64_t job_id_ = 0;
-  bool stop_ = false;
-  absl::Span<const ForwardItem> job_batch_;
-  bool job_all_logits_ = false;
-  int pending_ = 0;
-  std::vector<absl::Status> worker_status_;
-  std::vector<std::thread> workers_;
 };
 
 }  // namespace claa::gpu

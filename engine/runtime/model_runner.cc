@@ -123,46 +123,11 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(ShardLoader loa
         &runner->weights_[r], tp_size > 1 ? runner->comm_group_->rank(r) : nullptr,
         runner->caches_[r].get()));
   }
-  runner->worker_status_.resize(tp_size);
-  for (int r = 1; r < tp_size; ++r) {
-    runner->workers_.emplace_back(&ModelRunner::WorkerLoop, runner.get(), r);
-  }
+  if (tp_size > 1) runner->rank_threads_ = std::make_unique<RankThreads>(tp_size);
   return runner;
 }
 
-ModelRunner::~ModelRunner() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  job_cv_.notify_all();
-  for (auto& t : workers_) t.join();
-}
-
-void ModelRunner::WorkerLoop(int rank) {
-  uint64_t seen = 0;
-  while (true) {
-    absl::Span<const ForwardItem> batch;
-    bool all_logits;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      job_cv_.wait(lock, [&] { return stop_ || job_id_ != seen; });
-      if (stop_) return;
-      seen = job_id_;
-      batch = job_batch_;
-      all_logits = job_all_logits_;
-    }
-    absl::Status s = models_[rank]->Forward(batch, nullptr, all_logits);
-    // A failing rank must not leave its peers blocked in a collective.
-    if (!s.ok()) comm_group_->Abort();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      worker_status_[rank] = std::move(s);
-      --pending_;
-    }
-    done_cv_.notify_all();
-  }
-}
+ModelRunner::~ModelRunner() = default;
 
 absl::Status ModelRunner::Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
                                   bool all_logits) {
@@ -184,24 +149,18 @@ absl::Status ModelRunner::Forward(absl::Span<const ForwardItem> batch, std::vect
     if (!s.ok()) broken_ = true;
     return s;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    job_batch_ = batch;
-    job_all_logits_ = all_logits;
-    pending_ = tp_size_ - 1;
-    ++job_id_;
-  }
-  job_cv_.notify_all();
-  absl::Status status = models_[0]->Forward(batch, logits, all_logits);
-  if (!status.ok()) comm_group_->Abort();
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [&] { return pending_ == 0; });
-    for (int r = 1; r < tp_size_; ++r) {
-      if (status.ok() && !worker_status_[r].ok()) {
-        status = absl::Status(worker_status_[r].code(),
-                              absl::StrFormat("TP rank %d: %s", r, worker_status_[r].message()));
-      }
+  // Ranks other than 0 skip the LM head: it is replicated, and rank 0's logits are returned.
+  // A failing rank must not leave its peers blocked in a collective.
+  const std::vector<absl::Status> statuses = rank_threads_->Run([&](int rank) {
+    absl::Status s = models_[rank]->Forward(batch, rank == 0 ? logits : nullptr, all_logits);
+    if (!s.ok()) comm_group_->Abort();
+    return s;
+  });
+  absl::Status status = statuses[0];
+  for (int r = 1; r < tp_size_ && status.ok(); ++r) {
+    if (!statuses[r].ok()) {
+      status = absl::Status(statuses[r].code(),
+                            absl::StrFormat("TP rank %d: %s", r, statuses[r].message()));
     }
   }
   if (!status.ok()) broken_ = true;

@@ -14,14 +14,11 @@
 // Threading: one caller thread drives Forward (calls must not overlap). BlockManager is
 // thread-safe, so other threads may reserve and release blocks, but not for sequences that are in
 // a running Forward.
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -33,6 +30,7 @@
 #include "engine/runtime/cpu_communicator.h"
 #include "engine/runtime/kv_cache.h"
 #include "engine/runtime/llama_model.h"
+#include "engine/util/rank_threads.h"
 
 namespace claa {
 
@@ -92,7 +90,6 @@ class ModelRunner {
 
  private:
   ModelRunner() = default;
-  void WorkerLoop(int rank);
 
   int tp_size_ = 1;
   std::vector<ModelWeights> weights_;
@@ -104,16 +101,7 @@ class ModelRunner {
   std::string device_description_ = "cpu";
   bool broken_ = false;
 
-  // Job hand-off to the workers: the caller bumps job_id_; each worker runs it once and reports.
-  std::mutex mu_;
-  std::condition_variable job_cv_, done_cv_;
-  uint64_t job_id_ = 0;
-  bool stop_ = false;
-  absl::Span<const ForwardItem> job_batch_;
-  bool job_all_logits_ = false;
-  int pending_ = 0;
-  std::vector<absl::Status> worker_status_;
-  std::vector<std::thread> workers_;
+  std::unique_ptr<RankThreads> rank_threads_;  // tp > 1 on the CPU
 };
 
 }  // namespace claa

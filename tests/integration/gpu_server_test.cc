@@ -13,6 +13,7 @@
 #include "engine/gpu/backend_loader.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/cluster.h"
 #include "tests/integration/server_fixture.h"
 #include "tests/test_data.h"
 
@@ -24,28 +25,10 @@ using ::claa::testing::RunningServer;
 constexpr int kTokens = 100;
 constexpr int kMustMatch = 8;
 
-struct Result {
-  std::vector<int32_t> ids;
-  std::optional<v1::Complete> complete;
-  grpc::Status status;
-};
+using Result = ::claa::testing::CallOutcome;
 
 Result Generate(v1::Generation::Stub& stub, const v1::GenerateRequest& request) {
-  Result r;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-  auto reader = stub.Generate(&ctx, request);
-  v1::GenerateResponse response;
-  while (reader->Read(&response)) {
-    if (response.has_chunk()) {
-      r.ids.insert(r.ids.end(), response.chunk().token_ids().begin(),
-                   response.chunk().token_ids().end());
-    } else if (response.has_complete()) {
-      r.complete = response.complete();
-    }
-  }
-  r.status = reader->Finish();
-  return r;
+  return ::claa::testing::RunCall(stub, request, std::chrono::seconds(120));
 }
 
 v1::GenerateRequest Greedy(const std::vector<int32_t>& ids, int max_tokens) {
