@@ -66,7 +66,8 @@ ABSL_FLAG(std::string, device, "auto",
 ABSL_FLAG(int, gpu_device, 0, "First CUDA device of the model's GPUs (--device=cuda/auto).");
 ABSL_FLAG(int, kv_cache_mb, 512,
           "KV cache budget in MiB (fp32, all ranks). It bounds concurrent tokens and, for "
-          "long-context models, the served context length.");
+          "long-context models, the served context length. On GPUs the bf16 pools hold the same "
+          "number of tokens in half the memory.");
 ABSL_FLAG(int, block_size, 16, "Tokens per paged KV cache block.");
 ABSL_FLAG(int, max_waiting, 256,
           "Requests queued for admission; beyond it Generate returns RESOURCE_EXHAUSTED.");

@@ -1,7 +1,8 @@
 #ifndef CLAA_TESTS_BENCH_GPU_BENCH_UTIL_H_
 #define CLAA_TESTS_BENCH_GPU_BENCH_UTIL_H_
 
-// What the GPU benchmarks share: fail-fast status checks, the median, the Llama-3.1-8B shape.
+// What the GPU benchmarks share: fail-fast status checks, the median, the Llama-3.1 8B and 70B
+// shapes.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -49,6 +50,15 @@ inline ModelConfig Llama31_8B(int layers) {
   c.rope_scaling.low_freq_factor = 1.0;
   c.rope_scaling.high_freq_factor = 4.0;
   c.rope_scaling.original_max_position_embeddings = 8192;
+  return c;
+}
+
+// Llama-3.1-70B's shape (issue 9): 80 layers, hidden 8192, 64 heads, 8 KV heads, FFN 28672.
+inline ModelConfig Llama31_70B(int layers) {
+  ModelConfig c = Llama31_8B(layers);
+  c.hidden_size = 8192;
+  c.intermediate_size = 28672;
+  c.num_heads = 64;
   return c;
 }
 

@@ -24,6 +24,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "engine/gpu/cuda_llama_model.h"
@@ -42,7 +43,8 @@ ABSL_FLAG(std::string, methods,
           "attention, an A/B of the attention operand layout)");
 ABSL_FLAG(int, runs, 5, "timed runs per point (median reported)");
 ABSL_FLAG(int, warmups, 2, "untimed runs first");
-ABSL_FLAG(int, layers, 32, "decoder layers (32 = Llama-3.1-8B)");
+ABSL_FLAG(int, layers, 0, "decoder layers (0: the shape's own, 32 for 8b, 80 for 70b)");
+ABSL_FLAG(std::string, shape, "8b", "model shape: 8b (Llama-3.1-8B) or 70b (Llama-3.1-70B)");
 ABSL_FLAG(std::string, out, ".", "folder for gpu_prefill.json / gpu_prefill.md");
 ABSL_FLAG(std::string, hf_json, "", "hf_prefill_baseline.py output to merge (optional)");
 ABSL_FLAG(int, tp, 1, "tensor-parallel GPUs (devices 0..tp-1, NCCL)");
@@ -213,7 +215,14 @@ int Main() {
   }
 
   // The model: 8B shape, random bf16 weights drawn on the GPU.
-  const ModelConfig config = Llama31_8B(absl::GetFlag(FLAGS_layers));
+  const std::string shape = absl::GetFlag(FLAGS_shape);
+  if (shape != "8b" && shape != "70b") {
+    std::fprintf(stderr, "--shape must be 8b or 70b\n");
+    return 2;
+  }
+  const int layers = absl::GetFlag(FLAGS_layers);
+  const ModelConfig config = shape == "70b" ? Llama31_70B(layers > 0 ? layers : 80)
+                                            : Llama31_8B(layers > 0 ? layers : 32);
   const int max_len = *std::max_element(lengths.begin(), lengths.end());
   GpuModelOptions opts;
   opts.block_size = 16;
@@ -327,8 +336,9 @@ int Main() {
   std::string md = absl::StrFormat(
       "Device: %s%s. bf16 GEMM peak measured in this run: %.1f TFLOP/s per GPU. TTFT in ms, "
       "median of %d runs after %d warm-ups (CUDA events), batch 1, random bf16 weights, "
-      "Llama-3.1-8B shape (%d layers)%s.\n\n",
-      device, tp > 1 ? absl::StrFormat(" x %d", tp) : "", peak, runs, warmups, config.num_layers,
+      "Llama-3.1-%s shape (%d layers)%s.\n\n",
+      device, tp > 1 ? absl::StrFormat(" x %d", tp) : "", peak, runs, warmups,
+      shape == "70b" ? "70B" : "8B", config.num_layers,
       tp > 1 ? absl::StrFormat(", tensor parallel over %d GPUs (NCCL; MFU against %d x peak)",
                                tp, tp)
              : "");
@@ -397,7 +407,8 @@ int Main() {
     md += "\nHF baseline: " + hf["versions"].dump() + "\n";
   }
   const std::string dir = absl::GetFlag(FLAGS_out);
-  const std::string stem = tp > 1 ? absl::StrFormat("/gpu_prefill_tp%d", tp) : "/gpu_prefill";
+  const std::string stem = absl::StrCat("/gpu_prefill", shape == "70b" ? "_70b" : "",
+                                        tp > 1 ? absl::StrFormat("_tp%d", tp) : "");
   std::ofstream(dir + stem + ".json") << out.dump(2) << "\n";
   std::ofstream(dir + stem + ".md") << md;
   std::printf("\n%s", md.c_str());
