@@ -494,9 +494,16 @@ TEST(StalledReaderTest, ClientThatNeverReadsDoesNotGrowTheServer) {
   const int64_t rss_stalled = ProcessRssKb(pid).value_or(0);
   rss_max = std::max(rss_max, rss_stalled);
   // KV pages touched (64 x 410 tokens x 4 KiB = 103 MiB at most) plus per-stream buffers; an
-  // unbounded per-stream buffer would add far more.
-  EXPECT_LT(rss_max - rss_start, 192 * 1024) << "RSS grew from " << rss_start << " to "
-                                             << rss_max << " KiB";
+  // unbounded per-stream buffer would add far more. Under AddressSanitizer freed memory stays
+  // resident in its quarantine (256 MiB by default) and allocations carry redzones, so the
+  // bound there is looser; it still catches growth per streamed token.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr int64_t kRssGrowthBoundKb = 640 * 1024;
+#else
+  constexpr int64_t kRssGrowthBoundKb = 192 * 1024;
+#endif
+  EXPECT_LT(rss_max - rss_start, kRssGrowthBoundKb) << "RSS grew from " << rss_start << " to "
+                                                    << rss_max << " KiB";
 
   // Cancelling the stalled calls ends their handlers; the server is idle and serves again.
   for (auto& c : contexts) c->TryCancel();
