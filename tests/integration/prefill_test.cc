@@ -47,30 +47,7 @@ class PrefillServer {
   const std::string& log() const { return log_; }
 
   std::optional<double> MetricFrom(const std::string& prefix) const {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(metrics_port_));
-    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-    std::string body;
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      const std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-      if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-        char buf[4096];
-        ssize_t n;
-        while ((n = read(fd, buf, sizeof(buf))) > 0) body.append(buf, static_cast<size_t>(n));
-      }
-    }
-    close(fd);
-    size_t pos = 0;
-    while ((pos = body.find(prefix, pos)) != std::string::npos) {
-      if (pos == 0 || body[pos - 1] == '\n') {
-        const std::string line = body.substr(pos, body.find('\n', pos) - pos);
-        return std::stod(line.substr(line.rfind(' ') + 1));
-      }
-      pos += prefix.size();
-    }
-    return std::nullopt;
+    return testing::MetricValueIn(testing::FetchMetricsText(metrics_port_), prefix);
   }
 
  private:

@@ -18,6 +18,40 @@
 
 namespace claa::testing {
 
+// GET /metrics from 127.0.0.1:port over a plain socket (the exposition format is text).
+inline std::string FetchMetricsText(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  std::string body;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof(buf))) > 0) body.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return body;
+}
+
+// Value of the first sample line of `text` starting with `prefix` (name plus labels), or nullopt.
+inline std::optional<double> MetricValueIn(const std::string& text, const std::string& prefix) {
+  size_t pos = 0;
+  while ((pos = text.find(prefix, pos)) != std::string::npos) {
+    if (pos == 0 || text[pos - 1] == '\n') {
+      const size_t eol = text.find('\n', pos);
+      const std::string line = text.substr(pos, eol - pos);
+      return std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    pos += prefix.size();
+  }
+  return std::nullopt;
+}
+
 class RunningServer {
  public:
   // Starts claa-server with --port=0 --metrics_port=0 --device=cpu plus `extra_args` (a later
@@ -45,39 +79,12 @@ class RunningServer {
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
   ChildProcess& process() { return process_; }
 
-  // GET /metrics over a plain socket (the exposition format is text).
-  std::string FetchMetrics() const {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(metrics_port_));
-    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-    std::string body;
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      const std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-      if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-        char buf[4096];
-        ssize_t n;
-        while ((n = read(fd, buf, sizeof(buf))) > 0) body.append(buf, static_cast<size_t>(n));
-      }
-    }
-    close(fd);
-    return body;
-  }
+  // GET /metrics (the exposition format is text).
+  std::string FetchMetrics() const { return FetchMetricsText(metrics_port_); }
 
   // Value of the first sample line starting with `prefix` (name plus labels), or nullopt.
   std::optional<double> MetricValue(const std::string& prefix) const {
-    const std::string text = FetchMetrics();
-    size_t pos = 0;
-    while ((pos = text.find(prefix, pos)) != std::string::npos) {
-      if (pos == 0 || text[pos - 1] == '\n') {
-        const size_t eol = text.find('\n', pos);
-        const std::string line = text.substr(pos, eol - pos);
-        return std::stod(line.substr(line.rfind(' ') + 1));
-      }
-      pos += prefix.size();
-    }
-    return std::nullopt;
+    return MetricValueIn(FetchMetrics(), prefix);
   }
 
  private:
