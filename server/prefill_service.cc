@@ -341,6 +341,14 @@ absl::StatusOr<std::unique_ptr<PrefillServing>> PrefillServing::Create(
         absl::StrCat("--prefill_kv_cache_mb: ", options.kv_cache_bytes >> 20,
                      " MiB do not hold one KV block of this model"));
   }
+  if (served.on_gpu()) {
+    if (model.gpu_library == nullptr) {
+      return absl::InternalError("the served model runs on GPUs without a loaded GPU backend");
+    }
+    runner_options.gpu_backend = &model.gpu_library->backend();
+    runner_options.gpu_device = served.gpu_device();
+    runner_options.gpu_attention_map_bytes = size_t(options.gpu_map_bytes);
+  }
   auto copy_shard = [&served](TpShard shard) -> absl::StatusOr<ModelWeights> {
     return served.weights(shard.rank);
   };

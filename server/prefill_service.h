@@ -58,6 +58,9 @@ struct PrefillServingOptions {
   // KV cache of the prefill-only runner (all ranks): bounds the longest prefill and how many
   // label sequences run in one forward.
   int64_t kv_cache_bytes = int64_t{64} << 20;
+  // When the served model is on GPUs, the prefill-only runner is too (its own copy of the
+  // weights on the same GPUs); this much device memory per GPU keeps hit maps resident.
+  int64_t gpu_map_bytes = int64_t{2} << 30;
 };
 
 // Everything the service needs, owned together (members are destroyed bottom-up: the service
@@ -70,7 +73,8 @@ struct PrefillServing {
   std::unique_ptr<PrefillService> service;
   std::vector<attncache::RefusedFile> refused;  // store files refused at start-up
 
-  // Builds the prefill runner from copies of `model`'s weights (same TP size), opens the cache
+  // Builds the prefill runner from copies of `model`'s weights (same TP size, and on the same
+  // GPUs when `model` runs on GPUs), opens the cache
   // when options.cache_dir is set, and registers the metrics on `registry` (may be null).
   static absl::StatusOr<std::unique_ptr<PrefillServing>> Create(
       const LoadedModel& model, const PrefillServingOptions& options,

@@ -90,6 +90,9 @@ ABSL_FLAG(std::string, attn_cache_dir, "",
           "across restarts). Empty: no cache.");
 ABSL_FLAG(int, attn_cache_max_mb, 1024,
           "Bound on the AttnCache store in MiB; least recently used entries are evicted.");
+ABSL_FLAG(int, attn_cache_gpu_mb, 2048,
+          "On GPUs: device memory per GPU in MiB that keeps AttnCache hit maps resident between "
+          "requests (a hit whose maps are not resident copies them from the store first).");
 ABSL_FLAG(double, attn_cache_threshold, 0.995,
           "AttnCache reuses an entry when 1 - L2 distance of the lookup features >= this.");
 ABSL_FLAG(std::string, attn_cache_projector, "",
@@ -331,8 +334,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<claa::PrefillServing> prefill_only;
   if (role == "all" && absl::GetFlag(FLAGS_prefill_rpcs)) {
     if (absl::GetFlag(FLAGS_prefill_kv_cache_mb) < 1 ||
-        absl::GetFlag(FLAGS_attn_cache_max_mb) < 1) {
-      return Fail("--prefill_kv_cache_mb and --attn_cache_max_mb must be >= 1");
+        absl::GetFlag(FLAGS_attn_cache_max_mb) < 1 ||
+        absl::GetFlag(FLAGS_attn_cache_gpu_mb) < 0) {
+      return Fail("--prefill_kv_cache_mb and --attn_cache_max_mb must be >= 1, "
+                  "--attn_cache_gpu_mb >= 0");
     }
     claa::PrefillServingOptions po;
     po.cache_dir = paths.attn_cache_dir;
@@ -340,6 +345,7 @@ int main(int argc, char** argv) {
     po.cache_threshold = absl::GetFlag(FLAGS_attn_cache_threshold);
     po.cache_projector = paths.attn_cache_projector;
     po.kv_cache_bytes = int64_t{absl::GetFlag(FLAGS_prefill_kv_cache_mb)} << 20;
+    po.gpu_map_bytes = int64_t{absl::GetFlag(FLAGS_attn_cache_gpu_mb)} << 20;
     auto created = claa::PrefillServing::Create(**model, po, metrics.registry().get());
     if (!created.ok()) return Fail(absl::StrCat("prefill RPCs: ", created.status().message()));
     prefill_only = *std::move(created);

@@ -31,15 +31,20 @@ void ComputeMaps(const PromptQk& qk, int layer, int first_head, const MapsShape&
 // A hit: reuses `maps` (which must outlive the forward pass).
 class CachedAttention final : public AttentionReuse {
  public:
-  explicit CachedAttention(MapsView maps) : maps_(maps) {}
+  // key: a stable id of these maps (the store entry's), so a GPU may keep them resident.
+  explicit CachedAttention(MapsView maps, int64_t key = -1) : maps_(maps), key_(key) {}
   absl::Status Validate(int num_tokens, int num_layers, int num_heads) const override;
   bool replaces_attention() const override { return true; }
   absl::Status ApplyCached(int layer, int first_head, int local_heads, int local_kv_heads,
                            int head_dim, const float* v, int v_stride, int num_tokens, float* out,
                            int out_stride) override;
+  HostAttentionMaps host_maps() const override {
+    return {maps_.data, maps_.shape.layers, maps_.shape.heads, maps_.shape.length, key_};
+  }
 
  private:
   MapsView maps_;
+  int64_t key_;
 };
 
 // A miss whose maps are kept: runs attention normally and fills maps() ([layers][heads] of the
@@ -53,6 +58,7 @@ class AttentionCapture final : public AttentionReuse {
   absl::Status ApplyCached(int, int, int, int, int, const float*, int, int, float*,
                            int) override;
   absl::Status Capture(int layer, int first_head, const PromptQk& qk) override;
+  uint16_t* capture_output() override { return maps_.data(); }
 
   const MapsShape& shape() const { return shape_; }
   const std::vector<uint16_t>& maps() const { return maps_; }

@@ -75,7 +75,8 @@ absl::Status PrefillEngine::RunJobs(std::vector<Job>& jobs, CacheMode mode) {
     job.cache.hit = job.lookup.hit;
     job.cache.similarity = job.lookup.similarity;
     if (job.lookup.hit) {
-      job.cached = std::make_unique<CachedAttention>(job.lookup.entry->maps());
+      job.cached =
+          std::make_unique<CachedAttention>(job.lookup.entry->maps(), job.lookup.entry->id());
     } else if (mode == CacheMode::kLookupAndInsert) {
       job.capture =
           std::make_unique<AttentionCapture>(c.num_layers, c.num_heads, int(job.tokens.size()));

@@ -60,9 +60,23 @@ absl::Status ValidateGpuBatch(absl::Span<const ForwardItem> batch, const ModelCo
           "batch item %d: %d KV slots needed but only %d reserved (call ReserveTokens)", i, need,
           have));
     }
-    if (item.attention_reuse != nullptr) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "batch item %d: attention reuse (AttnCache) runs on the CPU path only", i));
+    if (AttentionReuse* reuse = item.attention_reuse; reuse != nullptr) {
+      if (item.start_pos != 0 || max_len != 0 || item.prefill != nullptr) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "batch item %d: attention reuse needs a fresh sequence without prefill options", i));
+      }
+      if (absl::Status s = reuse->Validate(n, c.num_layers, c.num_heads); !s.ok()) {
+        return ItemError(s, i);
+      }
+      const HostAttentionMaps maps = reuse->host_maps();
+      if (reuse->replaces_attention() && (maps.data == nullptr || maps.length < n)) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "batch item %d: attention reuse without host maps for %d tokens", i, n));
+      }
+      if (reuse->captures() && reuse->capture_output() == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("batch item %d: attention capture without an output buffer", i));
+      }
     }
     if (const PrefillOptions* p = item.prefill; p != nullptr) {
       if (item.start_pos != 0 || max_len != 0) {

@@ -49,7 +49,8 @@ CudaLlamaModel::CudaLlamaModel(const ModelConfig& config, DeviceWeights weights,
       tp_(std::move(tp)),
       options_(options),
       stream_(stream),
-      weights_(std::move(weights)) {
+      weights_(std::move(weights)),
+      map_tier_(options.attention_map_bytes) {
   dims_.num_layers = config_.num_layers;
   dims_.num_heads = config_.num_heads;
   dims_.num_kv_heads = config_.num_kv_heads;
@@ -146,7 +147,7 @@ PagedKvLayer CudaLlamaModel::CacheLayer(int layer) const {
 }
 
 absl::Status CudaLlamaModel::ValidateBatch(absl::Span<const ForwardItem> batch) const {
-  return ValidateGpuBatch(batch, config_, options_.num_blocks, options_.block_size);
+  return ValidateGpuBatch(batch, full_config_, options_.num_blocks, options_.block_size);
 }
 
 absl::Status CudaLlamaModel::ReserveActivations(int rows) {
@@ -285,6 +286,16 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const ForwardItem> batch,
   for (const PruneWork& w : plan.work) kept_bytes += size_t(w.p.keep) * sizeof(int32_t);
   for (const PassPlan& s : scoring) kept_bytes += size_t(s.work[0].p.keep) * sizeof(int32_t);
   CLAA_RETURN_IF_ERROR(out_host_.Reserve(logits_bytes + kept_bytes));
+  // Final-norm hidden states (embeddings, scoring on the host): rank 0, all final rows at once.
+  const bool want_hidden =
+      tp_.rank == 0 && std::any_of(batch.begin(), batch.end(), [](const ForwardItem& item) {
+        return item.final_hidden != nullptr;
+      });
+  const size_t hidden_bytes =
+      want_hidden ? size_t(plan.total_out()) * config_.hidden_size * sizeof(Bf16) : 0;
+  CLAA_RETURN_IF_ERROR(final_hidden_dev_.Reserve(hidden_bytes));
+  CLAA_RETURN_IF_ERROR(final_hidden_host_.Reserve(hidden_bytes));
+  CLAA_ASSIGN_OR_RETURN(const ReusePlan reuse, PlanReuse(batch));
 
   marks_.clear();
   CLAA_RETURN_IF_ERROR(Mark(OpGroup::kUpload));
@@ -306,7 +317,7 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const ForwardItem> batch,
   const int32_t* positions = nullptr;
   for (size_t s = 0; s < scoring.size(); ++s) {
     const PassPlan& sp = scoring[s];
-    CLAA_RETURN_IF_ERROR(RunPass(sp, ctx, &residual, &positions));
+    CLAA_RETURN_IF_ERROR(RunPass(sp, ctx, nullptr, &residual, &positions));
     const PruneWork& w = sp.work[0];
     const int i = scoring_item[s];
     CLAA_RETURN_IF_ERROR(GatherInt32(ctx.blob + sp.tokens, sp.rows_in[0], ctx.blob + w.kept,
@@ -315,7 +326,15 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const ForwardItem> batch,
   }
 
   // --- Main pass. ---
-  CLAA_RETURN_IF_ERROR(RunPass(plan, ctx, &residual, &positions));
+  CLAA_RETURN_IF_ERROR(RunPass(plan, ctx, &reuse, &residual, &positions));
+  CLAA_RETURN_IF_ERROR(DownloadCaptures(batch, reuse));
+  if (want_hidden) {
+    CLAA_RETURN_IF_ERROR(AddRmsNorm(residual, nullptr, weights_.final_norm, plan.total_out(),
+                                    config_.hidden_size, float(config_.rms_norm_eps),
+                                    final_hidden_dev_.get<Bf16>(), stream_));
+    CLAA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(final_hidden_host_.get(), final_hidden_dev_.get(),
+                                              hidden_bytes, cudaMemcpyDeviceToHost, stream_));
+  }
 
   // --- Final norm and LM head on the rows whose logits are wanted. ---
   char* out = out_host_.get<char>();
@@ -382,6 +401,20 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const ForwardItem> batch,
     report->layer_lengths = plan.new_lengths[i];
     report->kept_tokens.resize(batch[i].tokens.size());
     std::iota(report->kept_tokens.begin(), report->kept_tokens.end(), 0);
+  }
+  if (want_hidden) {
+    const int hidden = config_.hidden_size;
+    const Bf16* rows = final_hidden_host_.get<const Bf16>();
+    for (int i = 0; i < b; ++i) {
+      std::vector<float>* out_hidden = batch[i].final_hidden;
+      if (out_hidden == nullptr) continue;
+      const int first = plan.offsets.back()[i];
+      const int count = plan.offsets.back()[i + 1] - first;
+      out_hidden->resize(size_t(count) * hidden);
+      for (size_t j = 0; j < out_hidden->size(); ++j) {
+        (*out_hidden)[j] = Bf16ToFloat(rows[size_t(first) * hidden + j]);
+      }
+    }
   }
   for (const auto& [item, offset] : kept_at) {
     const PrefillOptions* prefill = batch[item].prefill;

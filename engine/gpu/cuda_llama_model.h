@@ -15,6 +15,9 @@
 //   normed = rmsnorm(residual); gu = normed Wgu^T  fused gate/up GEMM
 //   act = silu(gate) * up (in place); residual += act Wdown^T
 //   [token-selective propagation: gather the kept rows and their positions]
+// AttnCache (attention reuse): a hit item's attention is A @ V from its stored maps (a batch of
+// hits computes only the V columns of the QKV GEMM and skips RoPE, the cache writes and Q/K
+// attention); a capture item's maps are computed from its RoPE'd Q/K after attention.
 // The residual stream is bf16 (as a bf16 model stores it); GEMMs accumulate in fp32.
 //
 // Tensor parallelism (Megatron sharding, as the CPU path): rank r holds heads, KV heads and FFN
@@ -32,11 +35,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/gpu/attention_map_tier.h"
 #include "engine/gpu/batch_plan.h"
 #include "engine/gpu/cuda_util.h"
 #include "engine/gpu/device_weights.h"
 #include "engine/gpu/gpu_model.h"
 #include "engine/gpu/nccl_group.h"
+#include "kernels/attention_maps.h"
 #include "kernels/kernels.h"
 
 namespace claa::gpu {
@@ -122,9 +127,26 @@ class CudaLlamaModel final : public GpuModel {
     Bf16* kv_k = nullptr;  // contiguous K/V of kMixed layers
     Bf16* kv_v = nullptr;
   };
-  // Runs one pass; on return *residual / *positions hold the final rows.
-  absl::Status RunPass(const PassPlan& plan, const PassContext& ctx, Bf16** residual,
-                       const int32_t** positions);
+  // The main pass's attention reuse: per item the hit's dense maps ([layers][local heads][n][n],
+  // null: not a hit) and the capture's packed device maps ([layers][local heads][Triangle(n)],
+  // null: no capture).
+  struct ReusePlan {
+    bool all_hits = false;  // every item is a hit: nothing needs Q or K
+    bool any = false;
+    std::vector<const Bf16*> hit_maps;
+    std::vector<uint16_t*> capture;
+    float* scores = nullptr;  // capture scratch: [local KV heads][n][n] fp32
+  };
+  // Runs one pass; on return *residual / *positions hold the final rows. reuse: null, or the
+  // main pass's attention reuse.
+  absl::Status RunPass(const PassPlan& plan, const PassContext& ctx, const ReusePlan* reuse,
+                       Bf16** residual, const int32_t** positions);
+  // Attention reuse at one layer, after (or, for a batch of hits, instead of) Attention.
+  absl::Status ReuseAttention(const PassPlan& plan, const ReusePlan& reuse, int layer);
+  // Plans the batch's attention reuse (acquires hit maps, sizes capture buffers).
+  absl::StatusOr<ReusePlan> PlanReuse(absl::Span<const ForwardItem> batch);
+  // Copies the capture items' maps to their host buffers (queued on the stream).
+  absl::Status DownloadCaptures(absl::Span<const ForwardItem> batch, const ReusePlan& reuse);
   absl::Status Attention(const PassPlan& plan, const AttnLayout& lay, int layer,
                          const PassContext& ctx);
   absl::Status PruningAfterAttention(const PassPlan& plan, int layer, const PassContext& ctx);
@@ -144,6 +166,10 @@ class CudaLlamaModel final : public GpuModel {
   DeviceBuffer kv_;  // [layers][K, V][num_blocks * block_size][kv_heads * head_dim]
   DeviceBuffer inv_freq_;
   std::unique_ptr<BlasLtGemm> gemm_;
+  std::unique_ptr<MapsGemm> maps_gemm_;  // created on first use (AttnCache)
+  AttentionMapTier map_tier_;
+  DeviceBuffer capture_maps_, capture_scores_, final_hidden_dev_;
+  PinnedBuffer final_hidden_host_;
 
   int activation_rows_ = 0;
   DeviceBuffer residual_[2], normed_, qkv_, attn_, gate_up_, positions_[2];

@@ -9,7 +9,8 @@
 namespace claa::gpu {
 
 absl::Status CudaLlamaModel::RunPass(const PassPlan& plan, const PassContext& ctx,
-                                     Bf16** residual_out, const int32_t** positions_out) {
+                                     const ReusePlan* reuse, Bf16** residual_out,
+                                     const int32_t** positions_out) {
   const ModelConfig& c = config_;
   const int hidden = c.hidden_size;
   const int d = c.head_dim;
@@ -42,27 +43,43 @@ absl::Status CudaLlamaModel::RunPass(const PassPlan& plan, const PassContext& ct
     CLAA_RETURN_IF_ERROR(
         AddRmsNorm(residual, nullptr, w.input_norm, rows, hidden, eps, normed, stream_));
     CLAA_RETURN_IF_ERROR(Mark(OpGroup::kQkvGemm));
-    CLAA_RETURN_IF_ERROR(
-        gemm_->Run(normed, hidden, w.qkv, hidden, qkv, qkv_dim, rows, qkv_dim, hidden, 0.f,
-                   stream_));
-    if (w.qkv_bias != nullptr) {
-      CLAA_RETURN_IF_ERROR(AddBiasRows(qkv, qkv_dim, rows, qkv_dim, w.qkv_bias, stream_));
+    if (reuse != nullptr && reuse->all_hits) {
+      // Every item reuses stored maps: only V is needed (its rows of the fused weight), no
+      // RoPE, no cache writes (a hit's sequence is never extended), no Q/K attention.
+      const int v_col = q_dim + kv_dim;
+      CLAA_RETURN_IF_ERROR(gemm_->Run(normed, hidden, w.qkv + int64_t(v_col) * hidden, hidden,
+                                      qkv + v_col, qkv_dim, rows, kv_dim, hidden, 0.f, stream_));
+      if (w.qkv_bias != nullptr) {
+        CLAA_RETURN_IF_ERROR(
+            AddBiasRows(qkv + v_col, qkv_dim, rows, kv_dim, w.qkv_bias + v_col, stream_));
+      }
+      CLAA_RETURN_IF_ERROR(Mark(OpGroup::kAttention));
+      CLAA_RETURN_IF_ERROR(ReuseAttention(plan, *reuse, l));
+    } else {
+      CLAA_RETURN_IF_ERROR(
+          gemm_->Run(normed, hidden, w.qkv, hidden, qkv, qkv_dim, rows, qkv_dim, hidden, 0.f,
+                     stream_));
+      if (w.qkv_bias != nullptr) {
+        CLAA_RETURN_IF_ERROR(AddBiasRows(qkv, qkv_dim, rows, qkv_dim, w.qkv_bias, stream_));
+      }
+      CLAA_RETURN_IF_ERROR(Mark(OpGroup::kRope));
+      CLAA_RETURN_IF_ERROR(ApplyRope(qkv, rows, c.num_heads, d, qkv_dim, positions,
+                                     inv_freq_.get<float>(), stream_));
+      CLAA_RETURN_IF_ERROR(ApplyRope(qkv + q_dim, rows, c.num_kv_heads, d, qkv_dim, positions,
+                                     inv_freq_.get<float>(), stream_));
+      if (lay.writes_cache) {
+        CLAA_RETURN_IF_ERROR(Mark(OpGroup::kKvWrite));
+        CLAA_RETURN_IF_ERROR(WritePagedKv(CacheLayer(l), qkv + q_dim, qkv_dim,
+                                          qkv + q_dim + kv_dim, qkv_dim, ctx.blob + lay.slots,
+                                          rows, stream_));
+      }
+      CLAA_RETURN_IF_ERROR(Mark(OpGroup::kAttention));
+      CLAA_RETURN_IF_ERROR(Attention(plan, lay, l, ctx));
+      // Mixed batches: hits overwrite the attention rows just computed, captures read Q/K.
+      if (reuse != nullptr && reuse->any) CLAA_RETURN_IF_ERROR(ReuseAttention(plan, *reuse, l));
+      if (!plan.work.empty()) CLAA_RETURN_IF_ERROR(Mark(OpGroup::kPruning));
+      CLAA_RETURN_IF_ERROR(PruningAfterAttention(plan, l, ctx));
     }
-    CLAA_RETURN_IF_ERROR(Mark(OpGroup::kRope));
-    CLAA_RETURN_IF_ERROR(ApplyRope(qkv, rows, c.num_heads, d, qkv_dim, positions,
-                                   inv_freq_.get<float>(), stream_));
-    CLAA_RETURN_IF_ERROR(ApplyRope(qkv + q_dim, rows, c.num_kv_heads, d, qkv_dim, positions,
-                                   inv_freq_.get<float>(), stream_));
-    if (lay.writes_cache) {
-      CLAA_RETURN_IF_ERROR(Mark(OpGroup::kKvWrite));
-      CLAA_RETURN_IF_ERROR(WritePagedKv(CacheLayer(l), qkv + q_dim, qkv_dim,
-                                        qkv + q_dim + kv_dim, qkv_dim, ctx.blob + lay.slots,
-                                        rows, stream_));
-    }
-    CLAA_RETURN_IF_ERROR(Mark(OpGroup::kAttention));
-    CLAA_RETURN_IF_ERROR(Attention(plan, lay, l, ctx));
-    if (!plan.work.empty()) CLAA_RETURN_IF_ERROR(Mark(OpGroup::kPruning));
-    CLAA_RETURN_IF_ERROR(PruningAfterAttention(plan, l, ctx));
     // GemFilter's scoring pass needs nothing past the selecting layer's scores.
     if (plan.scoring_pass && l == plan.num_layers - 1) break;
 

@@ -34,6 +34,9 @@ struct GpuModelOptions {
   // engine/runtime/kv_cache.h). Block ids come from the caller's BlockManager.
   int num_blocks = 0;
   int block_size = 16;
+  // AttnCache hits: device memory (per GPU) for reused attention maps kept resident between
+  // requests (engine/gpu/attention_map_tier.h); maps beyond it are uploaded for each use.
+  size_t attention_map_bytes = size_t{2} << 30;
 };
 
 class GpuModel {
@@ -49,8 +52,10 @@ class GpuModel {
   virtual size_t weight_bytes() const = 0;
   virtual size_t kv_cache_bytes() const = 0;
 
-  // As LlamaModel::ValidateBatch; also refuses what the GPU path does not do (attention reuse,
-  // score capture) with Unimplemented.
+  // As LlamaModel::ValidateBatch; also refuses what the GPU path does not do (score capture
+  // for evaluation) with Unimplemented. Attention reuse (AttnCache) runs on the device: a hit's
+  // layers compute A @ V from its maps (HostAttentionMaps, kept resident up to
+  // GpuModelOptions::attention_map_bytes), a capture's maps are computed from the RoPE'd Q/K.
   virtual absl::Status ValidateBatch(absl::Span<const ForwardItem> batch) const = 0;
 
   // As LlamaModel::Forward: runs the batch, appends K/V to the cache, advances
@@ -104,7 +109,9 @@ class GpuBackend {
 // the library returns null when it differs from its own (a stale library next to a newer
 // binary), so types never cross the boundary with different layouts.
 struct GpuBackendAbi {
-  int version = 2;  // 2: tensor parallelism (tp_size, CreateTpModel, CreateRandomTpModel)
+  // 2: tensor parallelism (tp_size, CreateTpModel, CreateRandomTpModel); 3: attention reuse
+  // on the GPU (AttentionReuse's host_maps / capture_output, attention_map_bytes).
+  int version = 3;
   size_t forward_item_size = sizeof(ForwardItem);
   size_t sequence_kv_size = sizeof(SequenceKv);
   size_t prefill_options_size = sizeof(PrefillOptions);

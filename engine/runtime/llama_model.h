@@ -22,6 +22,18 @@ namespace claa {
 // (engine/attncache); the model only calls it. Every TP rank calls it for its own query heads,
 // [first_head, first_head + local heads), on its own thread, so implementations must let ranks
 // run concurrently on disjoint heads.
+// A hit's maps as the GPU path (engine/gpu) reads them: fp16 in AttnCache's store layout
+// ([layer][head][packed causal lower triangle of `length` rows], engine/attncache/
+// attention_maps.h). key identifies the maps across forwards (a store entry's id), so a GPU can
+// keep them resident; -1: used once.
+struct HostAttentionMaps {
+  const uint16_t* data = nullptr;
+  int layers = 0;
+  int heads = 0;
+  int length = 0;
+  int64_t key = -1;
+};
+
 class AttentionReuse {
  public:
   virtual ~AttentionReuse() = default;
@@ -43,6 +55,12 @@ class AttentionReuse {
   // After normal attention at `layer`: the item's RoPE'd queries and keys (local heads), from which
   // the implementation derives the probabilities it keeps.
   virtual absl::Status Capture(int layer, int first_head, const PromptQk& qk) { return {}; }
+
+  // The GPU path: it computes on the device what ApplyCached / Capture compute on the host.
+  // replaces_attention(): the maps to reuse. captures(): where to write the item's maps, fp16 in
+  // the layout of HostAttentionMaps with length = the item's tokens (each rank its own heads).
+  virtual HostAttentionMaps host_maps() const { return {}; }
+  virtual uint16_t* capture_output() { return nullptr; }
 };
 
 // One sequence's share of a batch: `tokens` are new tokens at positions start_pos, start_pos+1...

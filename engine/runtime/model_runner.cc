@@ -95,6 +95,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(ShardLoader loa
     gpu_options.device = options.gpu_device;
     gpu_options.num_blocks = options.num_kv_blocks;
     gpu_options.block_size = options.block_size;
+    gpu_options.attention_map_bytes = options.gpu_attention_map_bytes;
     absl::StatusOr<std::unique_ptr<gpu::GpuModel>> model =
         tp_size == 1 ? options.gpu_backend->CreateModel(runner->weights_[0], gpu_options)
                      : options.gpu_backend->CreateTpModel(runner->weights_, gpu_options);
@@ -103,6 +104,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(ShardLoader loa
                           absl::StrCat("creating the GPU model: ", model.status().message()));
     }
     runner->gpu_model_ = *std::move(model);
+    runner->gpu_device_ = options.gpu_device;
     std::string devices;
     for (int r = 0; r < tp_size; ++r) {
       absl::StrAppend(&devices, r > 0 ? "; " : "",

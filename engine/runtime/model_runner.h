@@ -48,6 +48,8 @@ struct RunnerOptions {
   // it must outlive the runner). Its bf16 pools hold num_kv_blocks blocks, half the fp32 bytes.
   gpu::GpuBackend* gpu_backend = nullptr;
   int gpu_device = 0;
+  // GPUs: device memory per GPU for AttnCache maps kept resident between hits.
+  size_t gpu_attention_map_bytes = size_t{2} << 30;
 };
 
 class ModelRunner {
@@ -77,6 +79,8 @@ class ModelRunner {
   const ModelConfig& config() const { return weights_[0].config; }
   // Whether Forward runs on GPUs (then cache(r) does not exist: the KV lives on the devices).
   bool on_gpu() const { return gpu_model_ != nullptr; }
+  // First GPU of the model (on_gpu() only).
+  int gpu_device() const { return gpu_device_; }
   // "cpu", or the GPU model's device summary (for start-up logs).
   std::string device_description() const { return device_description_; }
   BlockManager& block_manager() { return *block_manager_; }
@@ -99,6 +103,7 @@ class ModelRunner {
   std::vector<std::unique_ptr<LlamaModel>> models_;
   std::unique_ptr<gpu::GpuModel> gpu_model_;  // on GPUs: instead of caches_ / models_
   std::string device_description_ = "cpu";
+  int gpu_device_ = 0;
   bool broken_ = false;
 
   std::unique_ptr<RankThreads> rank_threads_;  // tp > 1 on the CPU

@@ -56,6 +56,9 @@ ABSL_FLAG(int, vocab, 32000, "speed: synthetic vocabulary");
 ABSL_FLAG(int, blas_threads, 0, "OpenBLAS threads (0: library default)");
 ABSL_FLAG(std::string, model_dir, std::string(CLAA_SOURCE_DIR) + "/../shared/models/stories260K",
           "accuracy: model directory");
+ABSL_FLAG(std::string, device, "cpu",
+          "accuracy: where the model runs, cpu or cuda (the GPU backend library from "
+          "$CLAA_CUDA_BACKEND, else next to this binary, else the loader's search path)");
 ABSL_FLAG(std::string, thresholds, "0.995,0.99,0.98,0.95,0.9", "accuracy: thresholds to sweep");
 ABSL_FLAG(bool, allow_longer, false, "accuracy: also reuse longer entries (paper's padding)");
 ABSL_FLAG(int, repeats, 2, "accuracy: times each prompt of the task set occurs in the stream");
@@ -306,6 +309,7 @@ void AccuracyBench(const std::string& thresholds, const std::string& projector_p
   ModelLoadOptions load;
   load.model_dir = absl::GetFlag(FLAGS_model_dir);
   load.kv_cache_bytes = int64_t{64} << 20;
+  load.device = absl::GetFlag(FLAGS_device);
   if (!std::filesystem::exists(load.model_dir)) {
     std::printf("\naccuracy: %s not found, skipped\n", load.model_dir.c_str());
     return;
@@ -315,6 +319,7 @@ void AccuracyBench(const std::string& thresholds, const std::string& projector_p
     std::printf("accuracy: %s\n", model.status().ToString().c_str());
     return;
   }
+  std::printf("\naccuracy: model on %s\n", (*model)->device_description.c_str());
   const Tokenizer& tok = *(*model)->tokenizer;
   std::vector<std::vector<int32_t>> labels;
   for (const std::string& name : kNames) labels.push_back(*tok.Encode(" " + name, false));
@@ -559,6 +564,7 @@ void MlpBench() {
   ModelLoadOptions load;
   load.model_dir = absl::GetFlag(FLAGS_model_dir);
   load.kv_cache_bytes = int64_t{64} << 20;
+  load.device = absl::GetFlag(FLAGS_device);
   if (!std::filesystem::exists(load.model_dir)) {
     std::printf("\nmlp: %s not found, skipped\n", load.model_dir.c_str());
     return;

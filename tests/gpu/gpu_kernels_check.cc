@@ -34,11 +34,14 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "engine/attncache/attention_reuse.h"
+#include "engine/attncache/fp16.h"
 #include "engine/model/config.h"
 #include "engine/runtime/attention.h"
 #include "engine/runtime/cpu_ops.h"
 #include "engine/runtime/kv_cache.h"
 #include "gtest/gtest.h"
+#include "kernels/attention_maps.h"
 #include "kernels/kernels.h"
 
 namespace claa::gpu {
@@ -1064,6 +1067,94 @@ TEST_F(GpuKernelCheck, BlasLtGemmMatchesCpuGemm) {
                             std::to_string(c.k) + (c.fp32_out ? " f32" : " bf16") +
                             (c.accumulate ? " +C" : ""),
                         got, ref, tol));
+  }
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// AttnCache (kernels/attention_maps.h): capture = GroupScores + CausalSoftmaxPackFp16 against the
+// engine's ComputeMaps; reuse = UnpackMapsBf16 + MapsTimesV against ApplyCachedMaps (head_dim 64,
+// 128 and 40; n = 300 spans two of MapsTimesV's 256-row GEMMs). GQA 8/2 heads, Q/K/V inside one
+// fused QKV row (strided); the reused maps come from a longer entry (head stride
+// Triangle(n + 23): its first n rows serve n tokens).
+
+struct MapsCase {
+  int head_dim;
+  int n;
+};
+
+void RunMapsCase(MapsGemm& gemm, const MapsCase& c) {
+  constexpr int kHeads = 8, kKvHeads = 2, kGroup = kHeads / kKvHeads;
+  const int d = c.head_dim, n = c.n;
+  const int q_dim = kHeads * d, kv_dim = kKvHeads * d, qkv_dim = q_dim + 2 * kv_dim;
+  const std::string tag = " d=" + std::to_string(d) + " n=" + std::to_string(n);
+  const Bf16Data qkv = RandomBf16(size_t(n) * qkv_dim, 900 + n + d);
+  DeviceBuffer<Bf16> d_qkv(qkv.bf);
+  const int64_t tri = MapsTriangle(n);
+
+  // Capture.
+  PromptQk qk{qkv.f.data(), qkv_dim, qkv.f.data() + q_dim, qkv_dim, n, kHeads, kKvHeads, d};
+  const attncache::MapsShape shape{1, kHeads, n};
+  std::vector<uint16_t> ref_maps(shape.values());
+  attncache::ComputeMaps(qk, 0, 0, shape, ref_maps.data());
+  DeviceBuffer<float> scores(size_t(kKvHeads) * n * n);
+  DeviceBuffer<uint16_t> d_maps(shape.values());
+  ASSERT_EQ(d_maps.Poison(), cudaSuccess);
+  for (int member = 0; member < kGroup; ++member) {
+    STATUS_ASSERT(gemm.GroupScores(d_qkv.get(), qkv_dim, d_qkv.get() + q_dim, qkv_dim, n, kHeads,
+                                   kKvHeads, d, member, 1.0f / std::sqrt(float(d)), scores.get(),
+                                   nullptr));
+    STATUS_ASSERT(CausalSoftmaxPackFp16(scores.get(), int64_t(n) * n, kKvHeads, n,
+                                        d_maps.get() + member * tri, kGroup * tri, nullptr));
+  }
+  std::vector<uint16_t> got_maps;
+  ASSERT_EQ(d_maps.Download(&got_maps), cudaSuccess);
+  std::vector<float> got_f(got_maps.size()), ref_f(ref_maps.size());
+  attncache::HalfToFloat(got_maps.data(), got_maps.size(), got_f.data());
+  attncache::HalfToFloat(ref_maps.data(), ref_maps.size(), ref_f.data());
+  // Same bf16 inputs: fp32 sums in another order, then one fp16 rounding on each side (2^-11).
+  EXPECT_TRUE(Compare("CausalSoftmaxPackFp16" + tag, got_f, ref_f, Tol{2e-5, 2e-3, 1e-3}));
+
+  // Reuse: maps of a longer entry (random rows summing to 1) serve n tokens.
+  const int len = n + 23;
+  const attncache::MapsShape entry{1, kHeads, len};
+  std::vector<uint16_t> packed(entry.values());
+  const Bf16Data noise = RandomBf16(entry.values(), 77 + n);
+  for (int h = 0; h < kHeads; ++h) {
+    for (int t = 0; t < len; ++t) {
+      const size_t row = entry.offset(0, h) + attncache::MapsShape::Triangle(t);
+      std::vector<float> p(t + 1);
+      float sum = 0;
+      for (int j = 0; j <= t; ++j) sum += p[j] = std::fabs(noise.f[row + j]);
+      for (float& x : p) x /= sum;
+      attncache::FloatToHalf(p.data(), p.size(), &packed[row]);
+    }
+  }
+  std::vector<float> ref_out(size_t(n) * q_dim, 0.f);
+  attncache::ApplyCachedMaps(attncache::MapsView{packed.data(), entry}, 0, 0, kHeads, kKvHeads, d,
+                             qkv.f.data() + q_dim + kv_dim, qkv_dim, n, ref_out.data(), q_dim);
+  DeviceBuffer<uint16_t> d_packed(packed);
+  DeviceBuffer<Bf16> dense(size_t(kHeads) * n * n), d_out(size_t(n) * q_dim);
+  ASSERT_EQ(dense.Poison(), cudaSuccess);
+  ASSERT_EQ(d_out.Poison(), cudaSuccess);
+  STATUS_ASSERT(UnpackMapsBf16(d_packed.get(), MapsTriangle(len), kHeads, n, dense.get(),
+                               nullptr));
+  STATUS_ASSERT(gemm.MapsTimesV(dense.get(), d_qkv.get() + q_dim + kv_dim, qkv_dim, n, kHeads,
+                                kKvHeads, d, d_out.get(), q_dim, nullptr));
+  std::vector<Bf16> got_out;
+  ASSERT_EQ(d_out.Download(&got_out), cudaSuccess);
+  // The GPU rounds the fp16 probabilities to bf16 (2^-9 relative) and its output to bf16.
+  EXPECT_TRUE(Compare("UnpackMapsBf16 + MapsTimesV" + tag, ToFloat(got_out), ref_out,
+                      Tol{2e-3, 1e-2, 1e-2}));
+}
+
+TEST_F(GpuKernelCheck, AttentionMapsCaptureAndReuseMatchCpu) {
+  auto gemm_or = MapsGemm::Create();
+  ASSERT_TRUE(gemm_or.ok()) << gemm_or.status();
+  for (const MapsCase& c : {MapsCase{64, 1}, MapsCase{64, 77}, MapsCase{64, 300},
+                            MapsCase{128, 200}, MapsCase{40, 130}}) {
+    SCOPED_TRACE(::testing::Message() << "head_dim " << c.head_dim << " n " << c.n);
+    RunMapsCase(**gemm_or, c);
   }
 }
 

@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/attncache/attention_reuse.h"
 #include "engine/gpu/backend_loader.h"
 #include "engine/model/model_loader.h"
 #include "engine/pruning/token_scorer.h"
@@ -619,6 +620,124 @@ TEST_P(GpuPrunedPrefill, SelectionsCacheAndDecode) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tp, GpuPrunedPrefill, ::testing::Values(1, 2), TpName);
+
+
+// ---------------------------------------------------------------------------------------------
+// AttnCache on the GPU: maps captured on the device against the CPU's, and hits (A @ V from
+// stored maps) against the CPU's hits on the same maps, alone and in a batch with an ordinary
+// prompt; a resident hit (same key) reproduces the first hit bit for bit.
+
+// Probabilities of two captures: max and mean |gpu - cpu|.
+::testing::AssertionResult CompareMaps(const std::string& name, const std::vector<uint16_t>& gpu,
+                                       const std::vector<uint16_t>& cpu) {
+  auto half = [](uint16_t h) {
+    const uint32_t sign = uint32_t(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    float f;
+    if (exp == 0) {
+      f = std::ldexp(float(man), -24);
+    } else {
+      uint32_t u = sign | ((exp + 112) << 23) | (man << 13);
+      std::memcpy(&f, &u, 4);
+      return f;
+    }
+    return sign ? -f : f;
+  };
+  if (gpu.size() != cpu.size() || cpu.empty()) {
+    return ::testing::AssertionFailure() << name << ": sizes " << gpu.size() << " / " << cpu.size();
+  }
+  double max_err = 0, sum_err = 0, max_ref = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const double e = std::fabs(double(half(gpu[i])) - half(cpu[i]));
+    max_err = std::isfinite(e) ? std::max(max_err, e) : INFINITY;
+    sum_err += e;
+    max_ref = std::max(max_ref, double(half(cpu[i])));
+  }
+  const double mean_err = sum_err / cpu.size();
+  // bf16 Q/K (8-bit mantissa) move a logit q.k/sqrt(d) by ~2^-8 of its size; probabilities move
+  // by about as much of themselves.
+  const bool ok = max_err <= 2e-2 && mean_err <= 1e-3;
+  Rows().push_back({name, max_err, max_ref, mean_err, "(relL2 column: mean|err|)", ok});
+  if (ok) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << name << ": max|err| " << max_err << " mean " << mean_err;
+}
+
+class GpuAttnCache : public ::testing::TestWithParam<int> {};
+
+TEST_P(GpuAttnCache, CaptureAndHitMatchCpu) {
+  REQUIRE_GPU_BACKEND();
+  const int tp = GetParam();
+  REQUIRE_GPUS(tp);
+  const ModelConfig c = RandomConfig(64, 4);
+  ModelPair m(RandomShards(c, 31), tp);
+  ASSERT_TRUE(m.status().ok()) << m.status();
+  const std::string tag = "attncache" + std::string(tp == 1 ? "" : " tp" + std::to_string(tp));
+  const int n = 150;
+  const std::vector<int32_t> prompt = RandomTokens(n, c.vocab_size, 5);
+
+  // Capture: the same prompt on both sides, each keeping its maps.
+  attncache::AttentionCapture cpu_capture(c.num_layers, c.num_heads, n);
+  attncache::AttentionCapture gpu_capture(c.num_layers, c.num_heads, n);
+  ModelPair::Seq s0 = m.NewSequence(n);
+  std::vector<float> cpu_hidden, gpu_hidden;
+  {
+    ForwardItem ci{&s0.cpu, prompt, 0, nullptr, &cpu_capture, &cpu_hidden};
+    ForwardItem gi{&s0.gpu, prompt, 0, nullptr, &gpu_capture, &gpu_hidden};
+    std::vector<float> cl, gl;
+    ASSERT_TRUE(m.cpu().Forward(absl::MakeConstSpan(&ci, 1), &cl).ok());
+    ASSERT_TRUE(m.gpu().Forward(absl::MakeConstSpan(&gi, 1), &gl, false).ok());
+    EXPECT_TRUE(CompareLogits(tag + " capture forward logits", gl, cl, c.vocab_size));
+    EXPECT_TRUE(CompareMaps(tag + " captured maps", gpu_capture.maps(), cpu_capture.maps()));
+    // The final-norm hidden states (what Embed pools), compared as rows of logits are.
+    EXPECT_TRUE(CompareLogits(tag + " final hidden states", gpu_hidden, cpu_hidden,
+                              c.hidden_size));
+  }
+
+  // A hit on the CPU's maps, on both sides (the GPU's A @ V against the CPU's).
+  attncache::CachedAttention cpu_hit(cpu_capture.view());
+  attncache::CachedAttention gpu_hit(cpu_capture.view(), /*key=*/7);
+  std::vector<float> first_hit;
+  for (int round = 0; round < 2; ++round) {  // round 1 finds the maps resident
+    ModelPair::Seq s = m.NewSequence(n);
+    ForwardItem ci{&s.cpu, prompt, 0, nullptr, &cpu_hit};
+    ForwardItem gi{&s.gpu, prompt, 0, nullptr, &gpu_hit};
+    std::vector<float> cl, gl;
+    ASSERT_TRUE(m.cpu().Forward(absl::MakeConstSpan(&ci, 1), &cl).ok());
+    absl::Status st = m.gpu().Forward(absl::MakeConstSpan(&gi, 1), &gl, false);
+    ASSERT_TRUE(st.ok()) << st;
+    if (round == 0) {
+      EXPECT_TRUE(CompareLogits(tag + " hit (A @ V) logits", gl, cl, c.vocab_size));
+      first_hit = gl;
+    } else {
+      EXPECT_EQ(gl, first_hit) << "a resident hit must repeat the first hit exactly";
+      Rows().push_back({tag + " resident hit == first hit", 0, 0, 0, "bitwise",
+                        gl == first_hit});
+    }
+  }
+
+  // A prefix of the entry serves a shorter input (the first rows of a causal map), in one batch
+  // with an ordinary prompt (the mixed path: attention for both, then the hit's rows replaced).
+  const int short_n = 90;
+  const std::vector<int32_t> shorter(prompt.begin(), prompt.begin() + short_n);
+  const std::vector<int32_t> other = RandomTokens(70, c.vocab_size, 6);
+  ModelPair::Seq s1 = m.NewSequence(short_n), s2 = m.NewSequence(70);
+  std::vector<ForwardItem> cb{{&s1.cpu, shorter, 0, nullptr, &cpu_hit}, {&s2.cpu, other, 0}};
+  std::vector<ForwardItem> gb{{&s1.gpu, shorter, 0, nullptr, &gpu_hit}, {&s2.gpu, other, 0}};
+  std::vector<float> cl, gl;
+  ASSERT_TRUE(m.cpu().Forward(cb, &cl).ok());
+  absl::Status st = m.gpu().Forward(gb, &gl, false);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_TRUE(CompareLogits(tag + " mixed batch: prefix hit + prompt", gl, cl, c.vocab_size));
+
+  // Misuse is refused before any work: a hit on a sequence that already holds tokens.
+  ModelPair::Seq s3 = m.NewSequence(n + 1);
+  ForwardItem plain{&s3.gpu, shorter, 0};
+  ASSERT_TRUE(m.gpu().Forward(absl::MakeConstSpan(&plain, 1), &gl, false).ok());
+  ForwardItem late{&s3.gpu, absl::MakeConstSpan(prompt.data(), 1), short_n, nullptr, &gpu_hit};
+  EXPECT_EQ(m.gpu().Forward(absl::MakeConstSpan(&late, 1), &gl, false).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tp, GpuAttnCache, ::testing::Values(1, 2), TpName);
 
 }  // namespace
 }  // namespace claa::gpu

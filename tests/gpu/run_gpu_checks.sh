@@ -17,6 +17,8 @@
 #                   results in $OUT/gpu_prefill_tpN.{json,md}; CLAA_TP_BENCH_ARGS adds flags.
 #   --kv-transfer-bench  also run gpu_kv_transfer_bench (two GPUs: prefill on 0, NCCL KV handoff,
 #                   decode on 1); results in $OUT/gpu_kv_transfer.{json,md}; CLAA_KV_BENCH_ARGS.
+#   --attncache-bench  also run gpu_attncache_bench (AttnCache off / inserting miss / hot and
+#                   cold hits); results in $OUT/gpu_attncache.{json,md}; CLAA_ATTNCACHE_BENCH_ARGS.
 #   --only-bench    skip the checks (a second call on a machine where they just passed).
 # Environment: CLAA_GPU_DEPS = extra CMAKE_PREFIX_PATH for Abseil/GTest/OpenBLAS (default: the
 # carried .devcarry/gpu_deps when the machine has no Abseil; tests/gpu/make_gpu_bundle.sh makes
@@ -33,6 +35,7 @@ SANITIZE=0
 BENCH=0
 TP_BENCH=0
 KV_BENCH=0
+ATTNCACHE_BENCH=0
 ONLY_BENCH=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -42,9 +45,10 @@ while [[ $# -gt 0 ]]; do
     --bench) BENCH=1; shift ;;
     --tp-bench) TP_BENCH=$2; shift 2 ;;
     --kv-transfer-bench) KV_BENCH=1; shift ;;
+    --attncache-bench) ATTNCACHE_BENCH=1; shift ;;
     --only-bench) ONLY_BENCH=1; shift ;;
     --build-dir) BUILD_DIR=$2; shift 2 ;;
-    -h|--help) sed -n 2,29p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,27p "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -86,6 +90,7 @@ MODEL_BIN=""
 NCCL_BIN=""
 BENCH_BIN=""
 KV_BENCH_BIN=""
+ATTNCACHE_BENCH_BIN=""
 if [[ -z "$PREBUILT" ]]; then
   echo "== configure + build ($BUILD_DIR)"
   start=$(date +%s)
@@ -98,6 +103,7 @@ if [[ -z "$PREBUILT" ]]; then
     NCCL_BIN=$BUILD_DIR/gpu_nccl_check
     BENCH_BIN=$BUILD_DIR/gpu_prefill_bench
     KV_BENCH_BIN=$BUILD_DIR/gpu_kv_transfer_bench
+    ATTNCACHE_BENCH_BIN=$BUILD_DIR/gpu_attncache_bench
   else
     echo "build failed after $(( $(date +%s) - start )) s; last lines:"
     tail -n 15 "$OUT_DIR/configure.log" "$OUT_DIR/build.log" 2>/dev/null
@@ -182,6 +188,13 @@ fi
 if [[ $KV_BENCH -eq 1 && -n "$KV_BENCH_BIN" ]]; then
   echo "== KV handoff over NCCL: prefill on GPU 0, decode on GPU 1"
   "$KV_BENCH_BIN" --out "$OUT_DIR" ${CLAA_KV_BENCH_ARGS:-} 2>&1 | tee "$OUT_DIR/gpu_kv_transfer.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
+fi
+
+if [[ $ATTNCACHE_BENCH -eq 1 && -n "$ATTNCACHE_BENCH_BIN" ]]; then
+  echo "== AttnCache on the GPU: off / inserting miss / hot and cold hits"
+  "$ATTNCACHE_BENCH_BIN" --out "$OUT_DIR" ${CLAA_ATTNCACHE_BENCH_ARGS:-} 2>&1 |
+    tee "$OUT_DIR/gpu_attncache.log"
   [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
 fi
 

@@ -1,15 +1,21 @@
 // claa-server on GPUs (--device=cuda, the CUDA backend loaded with dlopen) against the same
 // server on the CPU, over gRPC: stories260K greedy generation on one GPU and tensor-parallel
-// over two, concurrent requests, and a CLAA-pruned prefill. Without the backend library (a
+// over two, concurrent requests, a CLAA-pruned prefill, and the prefill-only RPCs (Score,
+// Classify, Embed) with AttnCache on the GPU (an inserting miss, then a hit on the maps it
+// stored). Without the backend library (a
 // build without nvcc) or without enough GPUs (CI), each case skips and says why.
 //
 // Tolerance: the GPU runs bf16 with fp32 accumulation, the CPU fp32, so greedy texts agree until
 // a near-tie flips (tests/gpu/gpu_model_check.cc measures logits). The first kMustMatch tokens
 // must agree; how many of kTokens do is printed.
+#include <unistd.h>
+
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include "claa/v1/prefill.grpc.pb.h"
 #include "engine/gpu/backend_loader.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -117,6 +123,105 @@ TEST_P(GpuServerTest, Stories260KGreedyMatchesCpuServer) {
   EXPECT_EQ(p.ids.size(), 16u);
   EXPECT_EQ(p.complete->usage().prompt_tokens(), long_prompt.size());
   EXPECT_EQ(p.complete->usage().kept_prompt_tokens(), (long_prompt.size() + 1) / 2);
+}
+
+grpc::Status Call(v1::Prefill::Stub& stub, const v1::ScoreRequest& req, v1::ScoreResponse* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  return stub.Score(&ctx, req, resp);
+}
+grpc::Status Call(v1::Prefill::Stub& stub, const v1::ClassifyRequest& req,
+                  v1::ClassifyResponse* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  return stub.Classify(&ctx, req, resp);
+}
+grpc::Status Call(v1::Prefill::Stub& stub, const v1::EmbedRequest& req, v1::EmbedResponse* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  return stub.Embed(&ctx, req, resp);
+}
+
+// Prefill-only RPCs on the GPU with AttnCache: the scores of an uncached (inserting) request
+// and of a hit on the maps it stored agree with the CPU server's (bf16 tolerance: stories260K's
+// logits move by ~3e-3 relative on the GPU, so a log-probability by a few hundredths), and the
+// hit's with the miss's; Classify picks the CPU's label; Embed points the same way.
+TEST_P(GpuServerTest, PrefillRpcsWithAttnCacheMatchCpuServer) {
+  const int tp = GetParam();
+  if (std::string why = GpuUnavailable(tp); !why.empty()) {
+    GTEST_SKIP() << "GPU server test skipped (" << why << ")";
+  }
+  CLAA_REQUIRE_SHARED(model_dir, "models/stories260K");
+  const std::filesystem::path cache_dir = std::filesystem::temp_directory_path() /
+                                          ("claa_gpu_attncache_" + std::to_string(getpid()) +
+                                           "_tp" + std::to_string(tp));
+  std::filesystem::remove_all(cache_dir);
+
+  RunningServer cpu, gpu;
+  ASSERT_TRUE(cpu.Start({"--model=" + model_dir.string(), "--device=cpu"}));
+  ASSERT_TRUE(gpu.Start({"--model=" + model_dir.string(), "--device=cuda",
+                         "--tp=" + std::to_string(tp), "--attn_cache_dir=" + cache_dir.string()}))
+      << "claa-server --device=cuda did not start (its stderr says why)";
+  auto cpu_stub = v1::Prefill::NewStub(cpu.channel());
+  auto gpu_stub = v1::Prefill::NewStub(gpu.channel());
+
+  v1::ScoreRequest score;
+  score.set_text("Once upon a time, there was a little girl named Lily. She loved to play");
+  for (const char* c : {" outside", " with her toys", " in the park with her friends"}) {
+    score.add_continuations()->set_text(c);
+  }
+  v1::ScoreResponse want, miss, hit;
+  ASSERT_TRUE(Call(*cpu_stub, score, &want).ok());
+  score.set_attn_cache(v1::ATTN_CACHE_LOOKUP_AND_INSERT);
+  grpc::Status st = Call(*gpu_stub, score, &miss);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(miss.attn_cache().outcome(), v1::AttnCacheResult::MISS);
+  EXPECT_GT(miss.attn_cache().inserted(), 0u);
+  st = Call(*gpu_stub, score, &hit);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(hit.attn_cache().outcome(), v1::AttnCacheResult::HIT);
+  ASSERT_EQ(want.scores_size(), 3);
+  ASSERT_EQ(miss.scores_size(), 3);
+  ASSERT_EQ(hit.scores_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    const double ref = want.scores(i).logprob();
+    std::printf("tp=%d continuation %d: logprob CPU %.4f, GPU miss %.4f, GPU hit %.4f\n", tp, i,
+                ref, miss.scores(i).logprob(), hit.scores(i).logprob());
+    EXPECT_NEAR(miss.scores(i).logprob(), ref, 0.05 + 0.02 * std::fabs(ref)) << i;
+    EXPECT_NEAR(hit.scores(i).logprob(), ref, 0.05 + 0.02 * std::fabs(ref)) << i;
+    EXPECT_NEAR(hit.scores(i).logprob(), miss.scores(i).logprob(),
+                0.05 + 0.02 * std::fabs(ref)) << i;
+  }
+
+  v1::ClassifyRequest classify;
+  classify.set_text("Lily went to the park. She saw a big dog. The dog was very");
+  for (const char* label : {" happy", " sad", " big", " green"}) classify.add_labels(label);
+  v1::ClassifyResponse cpu_label, gpu_miss, gpu_hit;
+  ASSERT_TRUE(Call(*cpu_stub, classify, &cpu_label).ok());
+  classify.set_attn_cache(v1::ATTN_CACHE_LOOKUP_AND_INSERT);
+  ASSERT_TRUE(Call(*gpu_stub, classify, &gpu_miss).ok());
+  ASSERT_TRUE(Call(*gpu_stub, classify, &gpu_hit).ok());
+  EXPECT_EQ(gpu_hit.attn_cache().outcome(), v1::AttnCacheResult::HIT);
+  EXPECT_EQ(gpu_miss.label(), cpu_label.label());
+  EXPECT_EQ(gpu_hit.label(), cpu_label.label());
+
+  v1::EmbedRequest embed;
+  embed.set_text("Tom had a red ball and a blue kite.");
+  embed.set_normalize(true);
+  v1::EmbedResponse cpu_vec, gpu_vec;
+  ASSERT_TRUE(Call(*cpu_stub, embed, &cpu_vec).ok());
+  embed.set_attn_cache(v1::ATTN_CACHE_LOOKUP_AND_INSERT);
+  ASSERT_TRUE(Call(*gpu_stub, embed, &gpu_vec).ok());
+  ASSERT_TRUE(Call(*gpu_stub, embed, &gpu_vec).ok());
+  EXPECT_EQ(gpu_vec.attn_cache().outcome(), v1::AttnCacheResult::HIT);
+  ASSERT_EQ(gpu_vec.embedding_size(), cpu_vec.embedding_size());
+  double dot = 0;
+  for (int i = 0; i < cpu_vec.embedding_size(); ++i) {
+    dot += cpu_vec.embedding(i) * gpu_vec.embedding(i);
+  }
+  std::printf("tp=%d: embedding cosine GPU hit vs CPU %.5f\n", tp, dot);
+  EXPECT_GT(dot, 0.999);
+  std::filesystem::remove_all(cache_dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tp, GpuServerTest, ::testing::Values(1, 2),
