@@ -61,8 +61,8 @@ ABSL_FLAG(int, tp, 1,
 ABSL_FLAG(std::string, device, "auto",
           "Where the model runs: cpu; cuda (the CUDA backend libclaa_cuda_backend.so, loaded "
           "with dlopen, bf16 on the GPU; start-up fails without it or a GPU); auto (cuda when "
-          "the library and a GPU are there, else cpu). Disaggregated prefill/decode workers "
-          "need cpu (their KV handoff reads host pools).");
+          "the library and a GPU are there, else cpu). Prefill and decode workers hand their KV "
+          "caches over through host memory (gRPC), whatever each one runs on.");
 ABSL_FLAG(int, gpu_device, 0, "First CUDA device of the model's GPUs (--device=cuda/auto).");
 ABSL_FLAG(int, kv_cache_mb, 512,
           "KV cache budget in MiB (fp32, all ranks). It bounds concurrent tokens and, for "
@@ -209,14 +209,6 @@ int main(int argc, char** argv) {
   load.gpu_device = absl::GetFlag(FLAGS_gpu_device);
   if (load.device != "cpu" && load.device != "cuda" && load.device != "auto") {
     return Fail("--device must be cpu, cuda or auto");
-  }
-  // The KV handoff between prefill and decode workers reads and writes host KV pools.
-  if (role == "prefill" || role == "decode") {
-    if (load.device == "cuda") {
-      return Fail("--role=" + role + " runs on the CPU (the KV handoff reads host KV pools); "
-                  "use --device=cpu");
-    }
-    load.device = "cpu";
   }
   if (load.gpu_device < 0) return Fail("--gpu_device must be >= 0");
   if (load.tp_size < 1) return Fail("--tp must be >= 1");

@@ -63,6 +63,7 @@ CudaLlamaModel::~CudaLlamaModel() {
   // Work may still be queued after an error return; let it finish before memory goes.
   cudaStreamSynchronize(stream_);
   for (cudaEvent_t e : events_) cudaEventDestroy(e);
+  if (transfer_stream_ != nullptr) cudaStreamDestroy(transfer_stream_);
   cudaStreamDestroy(stream_);
 }
 

@@ -31,6 +31,7 @@
 // final download of logits and selections: the pruning decisions stay on the device.
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -84,6 +85,11 @@ class CudaLlamaModel final : public GpuModel {
   absl::Status Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
                        bool all_logits) override;
   absl::StatusOr<std::vector<float>> LastSelectionScores(int item) const override;
+  // This rank's KV heads of the flat buffers (rows of all heads; see GpuModel).
+  absl::Status ReadKvSlots(const SequenceKv& kv, int layer, int first, int n, float* k,
+                           float* v) override;
+  absl::Status WriteKvSlots(const SequenceKv& kv, int layer, int first, int n, const float* k,
+                            const float* v) override;
 
   // The stream every kernel of this model runs on (benchmarks record events on it).
   cudaStream_t stream() const { return stream_; }
@@ -181,6 +187,14 @@ class CudaLlamaModel final : public GpuModel {
   DeviceBuffer kv_pack_;  // [activation rows][2 * kv_dim] when pack_kv_
   std::vector<cudaEvent_t> events_;  // reused; events_[i] ends the interval of marks_[i - 1]
   std::vector<OpGroup> marks_;
+
+  // KV slot copies (kv_slots.cpp's GPU side): runs of consecutive slots inside one block move
+  // with one copy each, through pinned staging, on a stream of their own.
+  absl::Status CopyKvSlots(const SequenceKv& kv, int layer, int first, int n, float* k, float* v,
+                           bool to_host);
+  std::mutex transfer_mu_;
+  cudaStream_t transfer_stream_ = nullptr;  // guarded by transfer_mu_; created on first use
+  PinnedBuffer transfer_staging_;           // guarded by transfer_mu_
 
   // Where the last forward's selection scores live in scratch_: [item] -> (offset, count).
   std::vector<std::pair<size_t, int>> selection_scores_;

@@ -66,6 +66,16 @@ class GpuModel {
   virtual absl::Status Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
                                bool all_logits) = 0;
 
+  // The KV handoff of disaggregated serving (engine/runtime/kv_slots.h, host-staged): slots
+  // [first, first + n) of `layer` of kv's sequence between the GPU pools and flat host buffers
+  // of [n][all KV heads][head_dim] fp32 in global head order (bf16 on the device). The caller
+  // checks the range. The sequence must not be in a running Forward; a Forward of other
+  // sequences may run meanwhile (the copies use a stream of their own). Thread-safe.
+  virtual absl::Status ReadKvSlots(const SequenceKv& kv, int layer, int first, int n, float* k,
+                                   float* v) = 0;
+  virtual absl::Status WriteKvSlots(const SequenceKv& kv, int layer, int first, int n,
+                                    const float* k, const float* v) = 0;
+
   // Evaluation / checks: the per-token score that selected item `item`'s kept tokens in the
   // last Forward (CLAA: z-score max; FastKV / GemFilter: head sum; Oracle: the given scores),
   // one value per prefix token. NotFound when that item did not prune. Tensor parallel: Internal
@@ -110,8 +120,9 @@ class GpuBackend {
 // binary), so types never cross the boundary with different layouts.
 struct GpuBackendAbi {
   // 2: tensor parallelism (tp_size, CreateTpModel, CreateRandomTpModel); 3: attention reuse
-  // on the GPU (AttentionReuse's host_maps / capture_output, attention_map_bytes).
-  int version = 3;
+  // on the GPU (AttentionReuse's host_maps / capture_output, attention_map_bytes); 4: KV slot
+  // reads and writes (disaggregated serving on GPUs).
+  int version = 4;
   size_t forward_item_size = sizeof(ForwardItem);
   size_t sequence_kv_size = sizeof(SequenceKv);
   size_t prefill_options_size = sizeof(PrefillOptions);

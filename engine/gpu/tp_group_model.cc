@@ -62,4 +62,20 @@ absl::StatusOr<std::vector<float>> TpGroupModel::LastSelectionScores(int item) c
   return first;
 }
 
+absl::Status TpGroupModel::ReadKvSlots(const SequenceKv& kv, int layer, int first, int n,
+                                       float* k, float* v) {
+  for (auto& r : ranks_) {
+    if (absl::Status s = r->ReadKvSlots(kv, layer, first, n, k, v); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TpGroupModel::WriteKvSlots(const SequenceKv& kv, int layer, int first, int n,
+                                        const float* k, const float* v) {
+  for (auto& r : ranks_) {
+    if (absl::Status s = r->WriteKvSlots(kv, layer, first, n, k, v); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace claa::gpu

@@ -36,6 +36,11 @@ class TpGroupModel final : public GpuModel {
   absl::Status Forward(absl::Span<const ForwardItem> batch, std::vector<float>* logits,
                        bool all_logits) override;
   absl::StatusOr<std::vector<float>> LastSelectionScores(int item) const override;
+  // Each rank fills its heads of the flat rows.
+  absl::Status ReadKvSlots(const SequenceKv& kv, int layer, int first, int n, float* k,
+                           float* v) override;
+  absl::Status WriteKvSlots(const SequenceKv& kv, int layer, int first, int n, const float* k,
+                            const float* v) override;
 
   // Benchmarks: the rank models (profiling, streams).
   CudaLlamaModel& rank(int r) { return *ranks_[r]; }

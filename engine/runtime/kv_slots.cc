@@ -9,11 +9,6 @@ namespace {
 
 absl::Status CheckRange(ModelRunner& runner, const SequenceKv& kv, int layer, int first, int n,
                         int limit) {
-  if (runner.on_gpu()) {
-    return absl::UnimplementedError(
-        "KV handoff (disaggregated serving) reads and writes host KV pools; this worker's KV "
-        "cache is on the GPU: run prefill and decode workers with --device=cpu");
-  }
   if (layer < 0 || layer >= runner.config().num_layers) {
     return absl::OutOfRangeError(absl::StrFormat("layer %d outside [0, %d)", layer,
                                                  runner.config().num_layers));
@@ -59,6 +54,7 @@ absl::Status ReadKvSlots(ModelRunner& runner, const SequenceKv& kv, int layer, i
   const int filled = layer >= 0 && layer < int(kv.layer_lengths.size()) ? kv.layer_lengths[layer]
                                                                          : 0;
   if (auto s = CheckRange(runner, kv, layer, first, n, filled); !s.ok()) return s;
+  if (runner.on_gpu()) return runner.gpu_model().ReadKvSlots(kv, layer, first, n, k_out, v_out);
   CopySlots(runner, kv, layer, first, n, k_out, v_out, /*to_flat=*/true);
   return absl::OkStatus();
 }
@@ -67,6 +63,7 @@ absl::Status WriteKvSlots(ModelRunner& runner, const SequenceKv& kv, int layer, 
                           const float* k, const float* v) {
   const int capacity = int(kv.capacity(runner.block_size()));
   if (auto s = CheckRange(runner, kv, layer, first, n, capacity); !s.ok()) return s;
+  if (runner.on_gpu()) return runner.gpu_model().WriteKvSlots(kv, layer, first, n, k, v);
   // CopySlots only reads the flat side when writing the pools.
   CopySlots(runner, kv, layer, first, n, const_cast<float*>(k), const_cast<float*>(v),
             /*to_flat=*/false);

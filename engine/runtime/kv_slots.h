@@ -7,7 +7,9 @@
 //
 // A flat buffer of n slots is [n][num_kv_heads][head_dim] fp32; rank r of a tp-way runner holds
 // heads [r * kv_heads / tp, (r + 1) * kv_heads / tp). The sequence must not be in a running
-// Forward; other sequences may be.
+// Forward; other sequences may be. On GPUs the pools are the device's bf16 ones
+// (GpuModel::ReadKvSlots / WriteKvSlots, staged through pinned host memory): values written
+// there round to bf16.
 #include <cstddef>
 
 #include "absl/status/status.h"

@@ -9,7 +9,8 @@
 // through the CUDA backend (engine/gpu/gpu_model.h, loaded with dlopen), which runs the group
 // (NCCL between ranks); the BlockManager stays here and its block ids index the GPU's pools.
 // The host keeps its fp32 shards (weights(r): the prefill-only runner and AttnCache copy them).
-// The KV handoff of disaggregated serving reads host pools and is not there on GPUs (on_gpu()).
+// The KV handoff of disaggregated serving reads and writes the host pools, or on GPUs the
+// device pools through gpu_model() (engine/runtime/kv_slots.h).
 //
 // Threading: one caller thread drives Forward (calls must not overlap). BlockManager is
 // thread-safe, so other threads may reserve and release blocks, but not for sequences that are in
@@ -81,6 +82,8 @@ class ModelRunner {
   bool on_gpu() const { return gpu_model_ != nullptr; }
   // First GPU of the model (on_gpu() only).
   int gpu_device() const { return gpu_device_; }
+  // The GPU model (on_gpu() only; the KV handoff reads and writes its pools).
+  gpu::GpuModel& gpu_model() { return *gpu_model_; }
   // "cpu", or the GPU model's device summary (for start-up logs).
   std::string device_description() const { return device_description_; }
   BlockManager& block_manager() { return *block_manager_; }

@@ -237,6 +237,7 @@ class ModelPair {
   const ModelConfig& config() const { return weights_.config; }
   LlamaModel& cpu() { return cpu_; }
   GpuModel& gpu() { return *gpu_; }
+  PagedKvCache& cpu_cache() { return cache_; }
 
   // A fresh sequence with room for `tokens` slots, on each side.
   struct Seq {
@@ -738,6 +739,84 @@ TEST_P(GpuAttnCache, CaptureAndHitMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tp, GpuAttnCache, ::testing::Values(1, 2), TpName);
+
+
+// ---------------------------------------------------------------------------------------------
+// The host-staged KV handoff on the GPU (GpuModel::ReadKvSlots / WriteKvSlots, what
+// disaggregated prefill and decode workers move): slots read after a GPU prefill match the CPU
+// model's cache (bf16 tolerance), a CPU cache written into a fresh GPU sequence decodes like the
+// CPU, and writing then reading returns the values rounded to bf16 exactly.
+
+class GpuKvSlots : public ::testing::TestWithParam<int> {};
+
+TEST_P(GpuKvSlots, ReadAfterPrefillAndDecodeAfterWrite) {
+  REQUIRE_GPU_BACKEND();
+  const int tp = GetParam();
+  REQUIRE_GPUS(tp);
+  const ModelConfig c = RandomConfig(64, 4);
+  ModelPair m(RandomShards(c, 41), tp);
+  ASSERT_TRUE(m.status().ok()) << m.status();
+  const std::string tag = "kv slots" + std::string(tp == 1 ? "" : " tp" + std::to_string(tp));
+  const int n = 75;  // spans 5 blocks, the last one partly
+  const std::vector<int32_t> prompt = RandomTokens(n, c.vocab_size, 8);
+  ModelPair::Seq a = m.NewSequence(n + 1);
+  std::vector<Step> prefill{{&a, prompt}};
+  ASSERT_TRUE(RunBoth(m, tag + " prefill", prefill));
+
+  const size_t row = size_t(c.num_kv_heads) * c.head_dim;
+  std::vector<float> gpu_k, cpu_k, gpu_v, cpu_v;
+  for (int l = 0; l < c.num_layers; ++l) {
+    std::vector<float> k(n * row), v(n * row);
+    // Two reads (slots 0..29 and 30..74) exercise ranges that start inside a block.
+    ASSERT_TRUE(m.gpu().ReadKvSlots(a.gpu, l, 0, 30, k.data(), v.data()).ok());
+    absl::Status st = m.gpu().ReadKvSlots(a.gpu, l, 30, n - 30, k.data() + 30 * row,
+                                          v.data() + 30 * row);
+    ASSERT_TRUE(st.ok()) << st;
+    gpu_k.insert(gpu_k.end(), k.begin(), k.end());
+    gpu_v.insert(gpu_v.end(), v.begin(), v.end());
+    for (int s = 0; s < n; ++s) {
+      const float* ck = m.cpu_cache().k_slot(l, a.cpu.blocks, s);
+      const float* cv = m.cpu_cache().v_slot(l, a.cpu.blocks, s);
+      cpu_k.insert(cpu_k.end(), ck, ck + row);
+      cpu_v.insert(cpu_v.end(), cv, cv + row);
+    }
+  }
+  // Rows of head_dim values compared like logits rows (relL2 and max error per row).
+  EXPECT_TRUE(CompareLogits(tag + " K read after prefill", gpu_k, cpu_k, int(row)));
+  EXPECT_TRUE(CompareLogits(tag + " V read after prefill", gpu_v, cpu_v, int(row)));
+
+  // The CPU's cache written into a fresh GPU sequence; the next token decodes alike.
+  ModelPair::Seq b = m.NewSequence(n + 1);
+  for (int l = 0; l < c.num_layers; ++l) {
+    absl::Status st = m.gpu().WriteKvSlots(b.gpu, l, 0, n, cpu_k.data() + size_t(l) * n * row,
+                                           cpu_v.data() + size_t(l) * n * row);
+    ASSERT_TRUE(st.ok()) << st;
+  }
+  b.gpu.layer_lengths.assign(c.num_layers, n);
+  b.gpu.num_positions = n;
+  // Read back: exactly the bf16 rounding of what was written.
+  std::vector<float> back_k(n * row), back_v(n * row), want(n * row);
+  ASSERT_TRUE(m.gpu().ReadKvSlots(b.gpu, 1, 0, n, back_k.data(), back_v.data()).ok());
+  for (size_t i = 0; i < want.size(); ++i) want[i] = RoundBf16(cpu_k[size_t(n) * row + i]);
+  EXPECT_EQ(back_k, want) << "write then read must return the bf16-rounded values";
+  Rows().push_back({tag + " write then read == bf16(values)", 0, 0, 0, "bitwise", back_k == want});
+
+  const int32_t next = 17;
+  ForwardItem ci{&a.cpu, absl::MakeConstSpan(&next, 1), n};
+  ForwardItem gi{&b.gpu, absl::MakeConstSpan(&next, 1), n};
+  std::vector<float> cl, gl;
+  ASSERT_TRUE(m.cpu().Forward(absl::MakeConstSpan(&ci, 1), &cl).ok());
+  absl::Status st = m.gpu().Forward(absl::MakeConstSpan(&gi, 1), &gl, false);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_TRUE(CompareLogits(tag + " decode after write", gl, cl, c.vocab_size));
+
+  // Out of range: a read past the sequence's blocks is refused, not performed.
+  std::vector<float> big((n + 100) * row);
+  EXPECT_EQ(m.gpu().ReadKvSlots(b.gpu, 0, 0, n + 100, big.data(), big.data()).code(),
+            absl::StatusCode::kOutOfRange);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tp, GpuKvSlots, ::testing::Values(1, 2), TpName);
 
 }  // namespace
 }  // namespace claa::gpu

@@ -2,7 +2,8 @@
 // server on the CPU, over gRPC: stories260K greedy generation on one GPU and tensor-parallel
 // over two, concurrent requests, a CLAA-pruned prefill, and the prefill-only RPCs (Score,
 // Classify, Embed) with AttnCache on the GPU (an inserting miss, then a hit on the maps it
-// stored). Without the backend library (a
+// stored), and disaggregated serving with prefill and decode workers on GPUs (their KV caches
+// handed over through host memory). Without the backend library (a
 // build without nvcc) or without enough GPUs (CI), each case skips and says why.
 //
 // Tolerance: the GPU runs bf16 with fp32 accumulation, the CPU fp32, so greedy texts agree until
@@ -222,6 +223,68 @@ TEST_P(GpuServerTest, PrefillRpcsWithAttnCacheMatchCpuServer) {
   std::printf("tp=%d: embedding cosine GPU hit vs CPU %.5f\n", tp, dot);
   EXPECT_GT(dot, 0.999);
   std::filesystem::remove_all(cache_dir);
+}
+
+// Disaggregated serving on GPUs: a router, two prefill workers on GPU 0 and two decode workers
+// on GPU 1 (GPU 0 when there is one; with tp=2 every worker spans both), the KV caches handed
+// over host-staged (GpuModel::ReadKvSlots / WriteKvSlots). Greedy text as the CPU server's,
+// concurrent requests complete, a CLAA-pruned prefill hands over its compact cache, and every
+// worker's KV usage drains to zero afterwards.
+TEST_P(GpuServerTest, DisaggregatedWorkersOnGpus) {
+  const int tp = GetParam();
+  if (std::string why = GpuUnavailable(tp); !why.empty()) {
+    GTEST_SKIP() << "GPU server test skipped (" << why << ")";
+  }
+  CLAA_REQUIRE_SHARED(model_dir, "models/stories260K");
+  const std::vector<int32_t> prompt = {1};
+  RunningServer cpu;
+  ASSERT_TRUE(cpu.Start({"--model=" + model_dir.string(), "--device=cpu"}));
+  Result want = Generate(cpu.stub(), Greedy(prompt, kTokens));
+  ASSERT_TRUE(want.status.ok()) << want.status.error_message();
+
+  const bool two_gpus = GpuUnavailable(2).empty();
+  ::claa::testing::Cluster cluster;
+  ASSERT_TRUE(cluster.Start(
+      model_dir.string(), {"--device=cuda", "--tp=" + std::to_string(tp)}, {},
+      [&](const std::string& role, int) -> std::vector<std::string> {
+        const bool second = role == "decode" && two_gpus && tp == 1;
+        return {"--gpu_device=" + std::string(second ? "1" : "0")};
+      }))
+      << "the GPU cluster did not start (the workers' stderr says why)";
+  Result got = Generate(cluster.router().stub(), Greedy(prompt, kTokens));
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  ASSERT_EQ(got.ids.size(), size_t(kTokens));
+  const int same = CommonPrefix(got.ids, want.ids);
+  std::printf("tp=%d disaggregated on GPUs: greedy equals the CPU server's for %d of %d tokens\n",
+              tp, same, kTokens);
+  EXPECT_GE(same, kMustMatch);
+
+  constexpr int kConcurrent = 8;
+  std::vector<Result> results(kConcurrent);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kConcurrent; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = Generate(cluster.router().stub(), Greedy(prompt, 20 + 10 * i));
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kConcurrent; ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
+    EXPECT_EQ(results[i].ids.size(), size_t(20 + 10 * i));
+    EXPECT_GE(CommonPrefix(results[i].ids, got.ids), kMustMatch) << "request " << i;
+  }
+
+  std::vector<int32_t> long_prompt = prompt;
+  long_prompt.insert(long_prompt.end(), want.ids.begin(), want.ids.end());
+  v1::GenerateRequest pruned = Greedy(long_prompt, 16);
+  pruned.mutable_pruning()->set_method(v1::PruningOptions::CLAA);
+  pruned.mutable_pruning()->set_keep_ratio(0.5);
+  Result p = Generate(cluster.router().stub(), pruned);
+  ASSERT_TRUE(p.status.ok()) << p.status.error_message();
+  ASSERT_TRUE(p.complete.has_value());
+  EXPECT_EQ(p.ids.size(), 16u);
+  EXPECT_EQ(p.complete->usage().kept_prompt_tokens(), (long_prompt.size() + 1) / 2);
+  EXPECT_TRUE(cluster.Drains({0, 1}, {0, 1})) << "KV blocks or leases left on a GPU worker";
 }
 
 INSTANTIATE_TEST_SUITE_P(Tp, GpuServerTest, ::testing::Values(1, 2),
