@@ -10,24 +10,18 @@
 
 #include "absl/strings/str_format.h"
 #include "kernels/maps_launch.h"
+#include "kernels/host_status.h"
 
 namespace claa::gpu {
 namespace {
 
-absl::Status CudaStatus(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrFormat("%s: CUDA error %d (%s)", what, int(err), cudaGetErrorString(err)));
-}
+using internal::CudaStatus;
+using internal::Invalid;
 
 absl::Status BlasStatus(cublasStatus_t s, const char* what) {
   if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
   return absl::InternalError(absl::StrFormat("%s: cuBLAS error %d (%s)", what, int(s),
                                              cublasGetStatusString(s)));
-}
-
-absl::Status Invalid(const char* what, const std::string& detail) {
-  return absl::InvalidArgumentError(absl::StrFormat("%s: %s", what, detail));
 }
 
 // GQA shapes the GEMMs address: whole groups, positive sizes, int-sized leading dimensions.

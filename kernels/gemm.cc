@@ -20,20 +20,17 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "kernels/kernels.h"
+#include "kernels/host_status.h"
 
 namespace claa::gpu {
 namespace {
+
+using internal::CudaStatus;
 
 absl::Status LtStatus(cublasStatus_t s, const char* what) {
   if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
   return absl::InternalError(absl::StrFormat("cuBLASLt %s: %s (%d)", what,
                                              cublasLtGetStatusString(s), int(s)));
-}
-
-absl::Status CudaStatus(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrFormat("%s: CUDA error %d (%s)", what, int(err),
-                                             cudaGetErrorString(err)));
 }
 
 // Largest power of two (<= 256) dividing the address: cuBLASLt assumes 256-byte aligned

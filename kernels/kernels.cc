@@ -13,21 +13,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "kernels/launch.h"
+#include "kernels/host_status.h"
 
 namespace claa::gpu {
 namespace {
 
-absl::Status CudaStatus(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrFormat("%s: CUDA error %d (%s)", what, int(err), cudaGetErrorString(err)));
-}
-
-absl::Status Invalid(const char* what, const std::string& detail) {
-  return absl::InvalidArgumentError(absl::StrFormat("%s: %s", what, detail));
-}
-
-bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+using internal::Aligned16;
+using internal::CudaStatus;
+using internal::Invalid;
 
 // Rows starting at p, stride elements apart, all 16-byte aligned.
 bool RowsAligned16(const void* p, int64_t stride) { return Aligned16(p) && stride % 8 == 0; }

@@ -9,21 +9,14 @@
 
 #include "absl/strings/str_format.h"
 #include "kernels/model_launch.h"
+#include "kernels/host_status.h"
 
 namespace claa::gpu {
 namespace {
 
-absl::Status CudaStatus(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrFormat("%s: CUDA error %d (%s)", what, int(err), cudaGetErrorString(err)));
-}
-
-absl::Status Invalid(const char* what, const std::string& detail) {
-  return absl::InvalidArgumentError(absl::StrFormat("%s: %s", what, detail));
-}
-
-bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+using internal::Aligned16;
+using internal::CudaStatus;
+using internal::Invalid;
 
 // Largest shared memory a block gets without opting in.
 constexpr size_t kDefaultSharedBytes = 48 << 10;

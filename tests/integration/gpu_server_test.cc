@@ -70,6 +70,36 @@ std::string GpuUnavailable(int gpus) {
   return "";
 }
 
+// Beyond the lone greedy request `got` (and the CPU server's `want`): concurrent requests of
+// different lengths all finish with their token counts and start like `got` (continuous
+// batching), and a CLAA-pruned prefill keeps what the policy says and decodes on.
+void ExpectBatchingAndPruning(v1::Generation::Stub& stub, const std::vector<int32_t>& prompt,
+                              const Result& got, const Result& want) {
+  constexpr int kConcurrent = 8;
+  std::vector<Result> results(kConcurrent);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kConcurrent; ++i) {
+    threads.emplace_back([&, i] { results[i] = Generate(stub, Greedy(prompt, 20 + 10 * i)); });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kConcurrent; ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
+    EXPECT_EQ(results[i].ids.size(), size_t(20 + 10 * i));
+    EXPECT_GE(CommonPrefix(results[i].ids, got.ids), kMustMatch) << "request " << i;
+  }
+  std::vector<int32_t> long_prompt = prompt;
+  long_prompt.insert(long_prompt.end(), want.ids.begin(), want.ids.end());
+  v1::GenerateRequest pruned = Greedy(long_prompt, 16);
+  pruned.mutable_pruning()->set_method(v1::PruningOptions::CLAA);
+  pruned.mutable_pruning()->set_keep_ratio(0.5);
+  Result p = Generate(stub, pruned);
+  ASSERT_TRUE(p.status.ok()) << p.status.error_message();
+  ASSERT_TRUE(p.complete.has_value());
+  EXPECT_EQ(p.ids.size(), 16u);
+  EXPECT_EQ(p.complete->usage().prompt_tokens(), long_prompt.size());
+  EXPECT_EQ(p.complete->usage().kept_prompt_tokens(), (long_prompt.size() + 1) / 2);
+}
+
 class GpuServerTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(GpuServerTest, Stories260KGreedyMatchesCpuServer) {
@@ -97,33 +127,7 @@ TEST_P(GpuServerTest, Stories260KGreedyMatchesCpuServer) {
               kTokens);
   EXPECT_GE(same, kMustMatch);
 
-  // Continuous batching on the GPU: concurrent requests of different lengths all finish with
-  // their token counts and start like the lone request.
-  constexpr int kConcurrent = 8;
-  std::vector<Result> results(kConcurrent);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kConcurrent; ++i) {
-    threads.emplace_back([&, i] { results[i] = Generate(gpu.stub(), Greedy(prompt, 20 + 10 * i)); });
-  }
-  for (auto& t : threads) t.join();
-  for (int i = 0; i < kConcurrent; ++i) {
-    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
-    EXPECT_EQ(results[i].ids.size(), size_t(20 + 10 * i));
-    EXPECT_GE(CommonPrefix(results[i].ids, got.ids), kMustMatch) << "request " << i;
-  }
-
-  // A CLAA-pruned prefill on the GPU keeps what the policy says and decodes on.
-  std::vector<int32_t> long_prompt = prompt;
-  long_prompt.insert(long_prompt.end(), want.ids.begin(), want.ids.end());
-  v1::GenerateRequest pruned = Greedy(long_prompt, 16);
-  pruned.mutable_pruning()->set_method(v1::PruningOptions::CLAA);
-  pruned.mutable_pruning()->set_keep_ratio(0.5);
-  Result p = Generate(gpu.stub(), pruned);
-  ASSERT_TRUE(p.status.ok()) << p.status.error_message();
-  ASSERT_TRUE(p.complete.has_value());
-  EXPECT_EQ(p.ids.size(), 16u);
-  EXPECT_EQ(p.complete->usage().prompt_tokens(), long_prompt.size());
-  EXPECT_EQ(p.complete->usage().kept_prompt_tokens(), (long_prompt.size() + 1) / 2);
+  ExpectBatchingAndPruning(gpu.stub(), prompt, got, want);
 }
 
 grpc::Status Call(v1::Prefill::Stub& stub, const v1::ScoreRequest& req, v1::ScoreResponse* resp) {
@@ -259,31 +263,7 @@ TEST_P(GpuServerTest, DisaggregatedWorkersOnGpus) {
               tp, same, kTokens);
   EXPECT_GE(same, kMustMatch);
 
-  constexpr int kConcurrent = 8;
-  std::vector<Result> results(kConcurrent);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kConcurrent; ++i) {
-    threads.emplace_back([&, i] {
-      results[i] = Generate(cluster.router().stub(), Greedy(prompt, 20 + 10 * i));
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int i = 0; i < kConcurrent; ++i) {
-    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
-    EXPECT_EQ(results[i].ids.size(), size_t(20 + 10 * i));
-    EXPECT_GE(CommonPrefix(results[i].ids, got.ids), kMustMatch) << "request " << i;
-  }
-
-  std::vector<int32_t> long_prompt = prompt;
-  long_prompt.insert(long_prompt.end(), want.ids.begin(), want.ids.end());
-  v1::GenerateRequest pruned = Greedy(long_prompt, 16);
-  pruned.mutable_pruning()->set_method(v1::PruningOptions::CLAA);
-  pruned.mutable_pruning()->set_keep_ratio(0.5);
-  Result p = Generate(cluster.router().stub(), pruned);
-  ASSERT_TRUE(p.status.ok()) << p.status.error_message();
-  ASSERT_TRUE(p.complete.has_value());
-  EXPECT_EQ(p.ids.size(), 16u);
-  EXPECT_EQ(p.complete->usage().kept_prompt_tokens(), (long_prompt.size() + 1) / 2);
+  ExpectBatchingAndPruning(cluster.router().stub(), prompt, got, want);
   EXPECT_TRUE(cluster.Drains({0, 1}, {0, 1})) << "KV blocks or leases left on a GPU worker";
 }
 
