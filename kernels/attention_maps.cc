@@ -95,10 +95,11 @@ struct MapsGemm::Impl {
 
 namespace {
 // Query rows per GEMM of MapsTimesV: row block [t0, t0 + rows) needs only keys s < t0 + rows,
-// so most of the maps' zero upper triangle is skipped (at most 16 blocks, to bound the launches:
-// 16 blocks read 17/32 of the square).
-constexpr int kRowsPerGemm = 256;
-constexpr int kMaxRowBlocks = 16;
+// so part of the maps' zero upper triangle is skipped (4 blocks read 5/8 of the square). More,
+// smaller blocks read less but fill the GPU worse: on an H100, 512-row blocks, at most 4, were
+// fastest at 1024-4096 tokens (docs/benchmarks.md, the row-block sweep).
+constexpr int kMinRowsPerGemm = 512;
+constexpr int kMaxRowBlocks = 4;
 }  // namespace
 
 MapsGemm::MapsGemm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -152,7 +153,9 @@ absl::Status MapsGemm::MapsTimesV(const Bf16* maps, const Bf16* v, int64_t v_str
     v_ld = head_dim;
     v_head_stride = int64_t(n) * head_dim;
   }
-  const int rows_per_gemm = std::max(kRowsPerGemm, (n + kMaxRowBlocks - 1) / kMaxRowBlocks);
+  const int rows_per_gemm =
+      row_blocks_ > 0 ? (n + row_blocks_ - 1) / row_blocks_
+                      : std::max(kMinRowsPerGemm, (n + kMaxRowBlocks - 1) / kMaxRowBlocks);
   const float one = 1.f, zero = 0.f;
   // Rows [t0, t0 + rows) of every head: out^T [d x rows] = V_h^T [d x keys] * A_h^T [keys x rows]
   // with keys = t0 + rows (the causal map is zero beyond), batched over the query heads.

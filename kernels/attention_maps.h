@@ -50,6 +50,9 @@ class MapsGemm {
   absl::Status MapsTimesV(const Bf16* maps, const Bf16* v, int64_t v_stride, int n,
                           int num_heads, int num_kv_heads, int head_dim, Bf16* out,
                           int64_t out_stride, cudaStream_t stream);
+  // Benchmarks: split MapsTimesV's rows into this many GEMMs (0: the default, 512-row blocks,
+  // at most 4).
+  void set_row_blocks(int blocks) { row_blocks_ = blocks; }
 
   // The scores of the query heads h = kv * group + member, kv < num_kv_heads (one member of
   // every KV head's group, so that num_kv_heads squares of scratch suffice):
@@ -64,6 +67,7 @@ class MapsGemm {
  private:
   explicit MapsGemm(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  int row_blocks_ = 0;
 };
 
 }  // namespace claa::gpu

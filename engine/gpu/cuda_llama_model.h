@@ -112,6 +112,8 @@ class CudaLlamaModel final : public GpuModel {
   // rows into compact [rows, 2 * kv_dim] rows, so the attention kernel streams K/V with a 4 KB
   // instead of a 12 KB row stride (Llama-3.1-8B).
   void set_pack_kv(bool on) { pack_kv_ = on; }
+  // Benchmarks: AttnCache hits' A @ V in this many row-block GEMMs (0: MapsGemm's default).
+  void set_maps_row_blocks(int blocks) { maps_row_blocks_ = blocks; }
   absl::StatusOr<std::vector<std::pair<std::string, double>>> LastProfile() const;
 
  private:
@@ -184,6 +186,7 @@ class CudaLlamaModel final : public GpuModel {
 
   bool profiling_ = false;
   bool pack_kv_ = false;
+  int maps_row_blocks_ = 0;
   DeviceBuffer kv_pack_;  // [activation rows][2 * kv_dim] when pack_kv_
   std::vector<cudaEvent_t> events_;  // reused; events_[i] ends the interval of marks_[i - 1]
   std::vector<OpGroup> marks_;

@@ -53,6 +53,7 @@ absl::StatusOr<CudaLlamaModel::ReusePlan> CudaLlamaModel::PlanReuse(
   if (reuse.any && maps_gemm_ == nullptr) {
     CLAA_ASSIGN_OR_RETURN(maps_gemm_, MapsGemm::Create());
   }
+  if (maps_gemm_ != nullptr) maps_gemm_->set_row_blocks(maps_row_blocks_);
   return reuse;
 }
 

@@ -188,6 +188,18 @@ int Main() {
     attncache::CachedAttention hot(capture.view(), /*key=*/1000000 + n);
     const double hit_ms = WallMs(warmups, runs, [&] { run(&hot, &hit_logits); });
     const double hit_attn = profiled(&hot);
+    // A @ V split into 1..16 row-block GEMMs (fewer: more of the zero triangle read; more:
+    // smaller GEMMs); the default is 512-row blocks, at most 4.
+    std::string sweep;
+    for (const int blocks : {1, 2, 4, 8, 16}) {
+      model.set_maps_row_blocks(blocks);
+      std::vector<float> warm;
+      run(&hot, &warm);
+      sweep += absl::StrFormat(" %d:%.2f", blocks, profiled(&hot));
+    }
+    model.set_maps_row_blocks(0);
+    std::printf("  hit attention block ms by A @ V row blocks:%s\n", sweep.c_str());
+    out["row_block_sweep"][std::to_string(n)] = sweep;
     // Cold hit: key -1, so every use copies the maps from host memory first.
     attncache::CachedAttention cold(capture.view(), /*key=*/-1);
     const double cold_ms = WallMs(1, std::max(1, runs / 2), [&] {

@@ -1074,7 +1074,7 @@ TEST_F(GpuKernelCheck, BlasLtGemmMatchesCpuGemm) {
 // ---------------------------------------------------------------------------------------------
 // AttnCache (kernels/attention_maps.h): capture = GroupScores + CausalSoftmaxPackFp16 against the
 // engine's ComputeMaps; reuse = UnpackMapsBf16 + MapsTimesV against ApplyCachedMaps (head_dim 64,
-// 128 and 40; n = 300 spans two of MapsTimesV's 256-row GEMMs). GQA 8/2 heads, Q/K/V inside one
+// 128 and 40; n = 1100 spans three of MapsTimesV's 512-row GEMMs). GQA 8/2 heads, Q/K/V inside one
 // fused QKV row (strided); the reused maps come from a longer entry (head stride
 // Triangle(n + 23): its first n rows serve n tokens).
 
@@ -1152,7 +1152,7 @@ TEST_F(GpuKernelCheck, AttentionMapsCaptureAndReuseMatchCpu) {
   auto gemm_or = MapsGemm::Create();
   ASSERT_TRUE(gemm_or.ok()) << gemm_or.status();
   for (const MapsCase& c : {MapsCase{64, 1}, MapsCase{64, 77}, MapsCase{64, 300},
-                            MapsCase{128, 200}, MapsCase{40, 130}}) {
+                            MapsCase{128, 200}, MapsCase{40, 130}, MapsCase{64, 1100}}) {
     SCOPED_TRACE(::testing::Message() << "head_dim " << c.head_dim << " n " << c.n);
     RunMapsCase(**gemm_or, c);
   }
