@@ -14,20 +14,18 @@ namespace {
 constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 // KvChunk payloads stay near 1 MiB, far below gRPC's 4 MiB message limit.
 constexpr size_t kChunkBytes = size_t{1} << 20;
-// A fetch of a ticket another fetch still holds waits this long for it: after a transfer is cut
-// the router retries on another decode worker, possibly before the cut fetch's handler ended.
-constexpr absl::Duration kFetchPinWait = absl::Seconds(5);
 
 }  // namespace
 
 PrefillWorkerService::PrefillWorkerService(LoadedModel* model, Scheduler* scheduler,
                                            KvLeaseTable* leases, std::string self_address,
-                                           ServerMetrics* metrics)
+                                           ServerMetrics* metrics, absl::Duration fetch_pin_wait)
     : model_(model),
       scheduler_(scheduler),
       leases_(leases),
       self_address_(std::move(self_address)),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      fetch_pin_wait_(fetch_pin_wait) {}
 
 void PrefillWorkerService::set_self_address(const std::string& address) {
   std::lock_guard<std::mutex> lock(address_mu_);
@@ -101,7 +99,7 @@ grpc::Status PrefillWorkerService::Prefill(grpc::ServerContext* context,
 grpc::Status PrefillWorkerService::FetchKv(grpc::ServerContext* context,
                                            const internal::v1::FetchKvRequest* request,
                                            grpc::ServerWriter<internal::v1::KvChunk>* writer) {
-  auto pin = leases_->Acquire(request->ticket_id(), kFetchPinWait);
+  auto pin = leases_->Acquire(request->ticket_id(), fetch_pin_wait_);
   if (!pin.ok()) return ToGrpcStatus(pin.status());
   const SequenceKv& kv = (*pin)->handoff().kv;
   const ModelConfig& c = model_->config;

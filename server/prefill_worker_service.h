@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 
+#include "absl/time/time.h"
 #include "claa/internal/v1/worker.grpc.pb.h"
 #include "engine/generate/loaded_model.h"
 #include "scheduler/kv_lease_table.h"
@@ -18,9 +19,13 @@ namespace claa {
 class PrefillWorkerService final : public internal::v1::PrefillWorker::Service {
  public:
   // self_address: host:port decode workers fetch from (written into tickets). All pointers
-  // must outlive the service; metrics may be null.
+  // must outlive the service; metrics may be null. fetch_pin_wait: how long a FetchKv of a
+  // ticket that another fetch still holds waits for it (claa-server --kv_fetch_wait_ms): after
+  // a transfer is cut, the router retries on another decode worker, possibly before the cut
+  // fetch's handler has ended.
   PrefillWorkerService(LoadedModel* model, Scheduler* scheduler, KvLeaseTable* leases,
-                       std::string self_address, ServerMetrics* metrics);
+                       std::string self_address, ServerMetrics* metrics,
+                       absl::Duration fetch_pin_wait = absl::Seconds(5));
 
   grpc::Status Prefill(grpc::ServerContext* context, const internal::v1::PrefillRequest* request,
                        internal::v1::PrefillResponse* response) override;
@@ -43,6 +48,7 @@ class PrefillWorkerService final : public internal::v1::PrefillWorker::Service {
   std::mutex address_mu_;
   std::string self_address_;
   ServerMetrics* metrics_;
+  const absl::Duration fetch_pin_wait_;
 };
 
 }  // namespace claa

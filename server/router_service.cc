@@ -24,12 +24,14 @@ FinishReason FromProto(v1::FinishReason r) {
 }  // namespace
 
 RouterService::RouterService(LoadedModel* model, PruningConfig default_pruning,
-                             WorkerPool* prefill, WorkerPool* decode, ServerMetrics* metrics)
+                             WorkerPool* prefill, WorkerPool* decode, ServerMetrics* metrics,
+                             RouterTimeouts timeouts)
     : model_(model),
       default_pruning_(default_pruning),
       prefill_(prefill),
       decode_(decode),
-      metrics_(metrics) {
+      metrics_(metrics),
+      timeouts_(timeouts) {
   // Generate parses its own request, so that invalid UTF-8 gets INVALID_ARGUMENT naming the field
   // (raw_request.h explains why).
   MarkMethodStreamed(MethodIndex(v1::Generation::service_full_name(), "Generate"),
@@ -122,7 +124,7 @@ grpc::Status RouterService::Serve(grpc::ServerContext* context,
   }
   auto release_ticket = [&] {
     grpc::ClientContext release_context;
-    release_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    release_context.set_deadline(absl::ToChronoTime(absl::Now() + timeouts_.release_kv));
     internal::v1::ReleaseKvRequest release;
     release.set_ticket_id(ticket.ticket_id());
     internal::v1::ReleaseKvResponse ignored;
@@ -279,7 +281,7 @@ grpc::Status RouterService::Abort(grpc::ServerContext* context, const v1::AbortR
   if (decode != nullptr) {
     // The decode worker ends the stream with ABORT; the router relays it.
     grpc::ClientContext call;
-    call.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    call.set_deadline(absl::ToChronoTime(absl::Now() + timeouts_.abort));
     v1::AbortResponse ignored;
     grpc::Status s = decode->decode->Abort(&call, *request, &ignored);
     if (!s.ok()) return s;

@@ -20,12 +20,24 @@
 
 namespace claa {
 
+// Deadlines of the router's short calls to workers (claa-server --kv_release_timeout_ms,
+// --abort_timeout_ms). Generous for a worker on the same network; slower builds (sanitizers)
+// raise them.
+struct RouterTimeouts {
+  // ReleaseKv: frees a prefilled cache no decode worker will fetch. If it times out, the lease
+  // still frees the cache when it runs out (--kv_lease_seconds).
+  absl::Duration release_kv = absl::Seconds(2);
+  // Abort, forwarded to the decode worker that runs the request.
+  absl::Duration abort = absl::Seconds(5);
+};
+
 class RouterService final : public v1::Generation::Service {
  public:
   // model: config and tokenizer (no weights needed). All pointers must outlive the service;
   // metrics may be null.
   RouterService(LoadedModel* model, PruningConfig default_pruning, WorkerPool* prefill,
-                WorkerPool* decode, ServerMetrics* metrics);
+                WorkerPool* decode, ServerMetrics* metrics,
+                RouterTimeouts timeouts = RouterTimeouts());
 
   // Registered servers never call this: Generate's request arrives as bytes (raw_request.h) and
   // goes to Serve. Kept for direct callers.
@@ -61,6 +73,7 @@ class RouterService final : public v1::Generation::Service {
   WorkerPool* prefill_;
   WorkerPool* decode_;
   ServerMetrics* metrics_;
+  const RouterTimeouts timeouts_;
   std::atomic<uint64_t> next_id_{0};
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Active>> active_;

@@ -47,6 +47,19 @@ ABSL_FLAG(std::string, advertise_address, "",
           "prefill: host:port decode workers fetch KV caches from (default --host:bound port).");
 ABSL_FLAG(int, kv_lease_seconds, 30,
           "prefill: a prefilled KV cache nobody fetched is freed after this many seconds.");
+// Deadlines between router and workers. The defaults suit workers on one network; slow builds
+// (the sanitizer test runs) raise them, together with --kv_lease_seconds.
+ABSL_FLAG(int, kv_fetch_wait_ms, 5000,
+          "prefill: a KV fetch of a ticket that another fetch still holds (the router retrying a "
+          "cut transfer on another decode worker) waits this long for it, then fails.");
+ABSL_FLAG(int, health_probe_timeout_ms, 1000,
+          "router: deadline of each worker health probe (GetLoad, five times a second); a worker "
+          "that does not answer in time leaves the rotation until it answers again.");
+ABSL_FLAG(int, kv_release_timeout_ms, 2000,
+          "router: deadline of the call that frees a prefilled KV cache no decode worker will "
+          "fetch (abort, failed decode); if it passes, the lease frees it (--kv_lease_seconds).");
+ABSL_FLAG(int, abort_timeout_ms, 5000,
+          "router: deadline of an Abort forwarded to the decode worker running the request.");
 ABSL_FLAG(std::string, model, "",
           "Hugging Face model directory (config.json, *.safetensors, tokenizer.json). Empty: "
           "the built-in demo model (random weights; its text is not meaningful).");
@@ -258,6 +271,7 @@ int main(int argc, char** argv) {
 
   // What each role serves; the unused ones stay empty.
   std::atomic<claa::Scheduler*> wake_on_free{nullptr};
+  std::atomic<claa::KvLeaseTable*> lease_table{nullptr};
   std::unique_ptr<claa::KvLeaseTable> leases;
   std::unique_ptr<claa::Scheduler> scheduler;
   std::unique_ptr<claa::ChannelCache> channels;
@@ -266,21 +280,26 @@ int main(int argc, char** argv) {
   claa::PrefillWorkerService* prefill_service = nullptr;
   if (role == "prefill") {
     if (absl::GetFlag(FLAGS_kv_lease_seconds) < 1) return Fail("--kv_lease_seconds must be >= 1");
-    // Freed leases wake the scheduler (its admission may be waiting for those blocks).
+    if (absl::GetFlag(FLAGS_kv_fetch_wait_ms) < 0) return Fail("--kv_fetch_wait_ms must be >= 0");
+    // Freed leases wake the scheduler (its admission may be waiting for those blocks). The
+    // callback runs on the reaper and handler threads, so it reads the table through an atomic
+    // (as wake_on_free), never through `leases`, which main writes while it resets it.
     leases = std::make_unique<claa::KvLeaseTable>(
         &(*model)->runner->block_manager(), absl::Seconds(absl::GetFlag(FLAGS_kv_lease_seconds)),
-        [&wake_on_free, &metrics, &leases] {
+        [&wake_on_free, &metrics, &lease_table] {
           if (claa::Scheduler* s = wake_on_free.load()) {
             s->Wake();
             s->ReportState();  // the KV usage gauge drops while the scheduler may be idle
           }
-          if (leases) metrics.SetLeasedTickets(leases->size());
+          if (claa::KvLeaseTable* t = lease_table.load()) metrics.SetLeasedTickets(t->size());
         });
+    lease_table = leases.get();
     sched.handoff_sink = leases.get();
     scheduler = std::make_unique<claa::Scheduler>(model->get(), sched, &metrics);
     wake_on_free = scheduler.get();
-    auto s = std::make_unique<claa::PrefillWorkerService>(model->get(), scheduler.get(),
-                                                          leases.get(), "", &metrics);
+    auto s = std::make_unique<claa::PrefillWorkerService>(
+        model->get(), scheduler.get(), leases.get(), "", &metrics,
+        absl::Milliseconds(absl::GetFlag(FLAGS_kv_fetch_wait_ms)));
     prefill_service = s.get();
     service = std::move(s);
   } else if (role == "decode") {
@@ -301,12 +320,21 @@ int main(int argc, char** argv) {
     if (prefill.empty() || decode.empty()) {
       return Fail("--role=router needs --prefill_workers and --decode_workers");
     }
+    const int probe_ms = absl::GetFlag(FLAGS_health_probe_timeout_ms);
+    claa::RouterTimeouts timeouts;
+    timeouts.release_kv = absl::Milliseconds(absl::GetFlag(FLAGS_kv_release_timeout_ms));
+    timeouts.abort = absl::Milliseconds(absl::GetFlag(FLAGS_abort_timeout_ms));
+    if (probe_ms < 1 || timeouts.release_kv < absl::Milliseconds(1) ||
+        timeouts.abort < absl::Milliseconds(1)) {
+      return Fail("--health_probe_timeout_ms, --kv_release_timeout_ms and --abort_timeout_ms "
+                  "must be >= 1");
+    }
     channels = std::make_unique<claa::ChannelCache>(security->internal_client.credentials,
                                                     security->internal_client.server_name);
-    prefill_pool = std::make_unique<claa::WorkerPool>(claa::WorkerPool::Kind::kPrefill, prefill,
-                                                      channels.get());
-    decode_pool = std::make_unique<claa::WorkerPool>(claa::WorkerPool::Kind::kDecode, decode,
-                                                     channels.get());
+    prefill_pool = std::make_unique<claa::WorkerPool>(
+        claa::WorkerPool::Kind::kPrefill, prefill, channels.get(), absl::Milliseconds(probe_ms));
+    decode_pool = std::make_unique<claa::WorkerPool>(
+        claa::WorkerPool::Kind::kDecode, decode, channels.get(), absl::Milliseconds(probe_ms));
     // Serve only once every worker was asked (a down one is retried in the background).
     prefill_pool->ProbeAll();
     decode_pool->ProbeAll();
@@ -315,7 +343,7 @@ int main(int argc, char** argv) {
               << decode_pool->size() << " decode workers healthy" << std::endl;
     service = std::make_unique<claa::RouterService>(model->get(), default_pruning,
                                                     prefill_pool.get(), decode_pool.get(),
-                                                    &metrics);
+                                                    &metrics, timeouts);
   } else {
     scheduler = std::make_unique<claa::Scheduler>(model->get(), sched, &metrics);
     service = std::make_unique<claa::GenerationService>(model->get(), scheduler.get(), &metrics,
@@ -387,6 +415,7 @@ int main(int argc, char** argv) {
   if (scheduler) scheduler->Shutdown();  // every open stream gets UNAVAILABLE
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   wake_on_free = nullptr;
+  lease_table = nullptr;
   leases.reset();  // stops the reaper before the scheduler it wakes goes away
   return 0;
 }

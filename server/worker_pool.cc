@@ -5,13 +5,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 
 namespace claa {
 
 WorkerPool::WorkerPool(Kind kind, std::vector<std::string> addresses, ChannelCache* channels,
-                       absl::Duration probe_interval)
-    : kind_(kind), interval_(probe_interval) {
+                       absl::Duration probe_timeout, absl::Duration probe_interval)
+    : kind_(kind), probe_timeout_(probe_timeout), interval_(probe_interval) {
   for (std::string& address : addresses) {
     auto w = std::make_unique<Worker>();
     w->address = std::move(address);
@@ -38,7 +39,7 @@ WorkerPool::~WorkerPool() {
 
 void WorkerPool::Probe(Worker* w) {
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1000));
+  context.set_deadline(absl::ToChronoTime(absl::Now() + probe_timeout_));
   internal::v1::LoadRequest request;
   internal::v1::WorkerLoad load;
   grpc::Status status = kind_ == Kind::kPrefill ? w->prefill->GetLoad(&context, request, &load)

@@ -37,7 +37,10 @@ class WorkerPool {
     std::string last_error;
   };
 
+  // probe_timeout: the deadline of one probe; a worker that does not answer in time leaves the
+  // rotation (claa-server --health_probe_timeout_ms).
   WorkerPool(Kind kind, std::vector<std::string> addresses, ChannelCache* channels,
+             absl::Duration probe_timeout = absl::Seconds(1),
              absl::Duration probe_interval = absl::Milliseconds(200));
   ~WorkerPool();
 
@@ -59,6 +62,7 @@ class WorkerPool {
 
   Kind kind_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  absl::Duration probe_timeout_;
   absl::Duration interval_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -20,6 +20,7 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/timeout_scale.h"
 
 namespace claa {
 namespace {
@@ -29,6 +30,8 @@ using ::claa::testing::Cluster;
 using ::claa::testing::ProcessRssKb;
 using ::claa::testing::RunCall;
 using ::claa::testing::RunningServer;
+using ::claa::testing::Scaled;
+using ::claa::testing::ScaledDeadline;
 using Clock = std::chrono::steady_clock;
 using std::chrono::seconds;
 
@@ -71,7 +74,7 @@ grpc::Status RawGenerate(grpc::Channel* channel, const std::string& bytes) {
   const grpc::internal::RpcMethod method("/claa.v1.Generation/Generate",
                                          grpc::internal::RpcMethod::SERVER_STREAMING);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + seconds(60));
+  ctx.set_deadline(ScaledDeadline(seconds(60)));
   std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
       grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(channel, method, &ctx,
                                                                     Bytes(bytes)));
@@ -87,7 +90,7 @@ grpc::Status RawPrefill(grpc::Channel* channel, const std::string& method_name,
   const std::string path = "/claa.v1.Prefill/" + method_name;
   const grpc::internal::RpcMethod method(path.c_str(), grpc::internal::RpcMethod::NORMAL_RPC);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + seconds(60));
+  ctx.set_deadline(ScaledDeadline(seconds(60)));
   grpc::ByteBuffer response;
   return grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
       channel, method, &ctx, Bytes(bytes), &response);
@@ -148,7 +151,7 @@ grpc::Status Unary(grpc::Status (v1::Prefill::Stub::*rpc)(grpc::ClientContext*, 
                                                           Response*),
                    v1::Prefill::Stub* stub, const Request& request) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + seconds(60));
+  ctx.set_deadline(ScaledDeadline(seconds(60)));
   Response response;
   return (stub->*rpc)(&ctx, request, &response);
 }
@@ -357,7 +360,7 @@ TEST_F(BadInputTest, HugeMaxTokensIsRefusedNotClamped) {
                         "use max_tokens <= 2045");
   // Exactly the room: accepted (cancelled once it streams; the blocks come back).
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + seconds(60));
+  ctx.set_deadline(ScaledDeadline(seconds(60)));
   auto reader = stub().Generate(&ctx, Ids({1, 2, 3}, kContext - 3));
   v1::GenerateResponse response;
   ASSERT_TRUE(reader->Read(&response)) << reader->Finish().error_message();
@@ -473,7 +476,7 @@ TEST(StalledReaderTest, ClientThatNeverReadsDoesNotGrowTheServer) {
     CallOutcome r = RunCall(server.stub(), Text("Meanwhile, another client", 24), seconds(120));
     served = r.status.ok() && r.ids.size() == 24;
   });
-  const auto end = Clock::now() + seconds(120);
+  const auto end = Clock::now() + Scaled(seconds(120));
   bool drained = false;
   while (Clock::now() < end) {
     rss_max = std::max(rss_max, ProcessRssKb(pid).value_or(0));
@@ -496,9 +499,13 @@ TEST(StalledReaderTest, ClientThatNeverReadsDoesNotGrowTheServer) {
   // KV pages touched (64 x 410 tokens x 4 KiB = 103 MiB at most) plus per-stream buffers; an
   // unbounded per-stream buffer would add far more. Under AddressSanitizer freed memory stays
   // resident in its quarantine (256 MiB by default) and allocations carry redzones, so the
-  // bound there is looser; it still catches growth per streamed token.
+  // bound there is looser; it still catches growth per streamed token. ThreadSanitizer keeps
+  // shadow memory for every byte touched and a trace per thread (851-856 MiB of growth
+  // measured on 2026-11-23), so its bound is looser still.
 #if defined(__SANITIZE_ADDRESS__)
   constexpr int64_t kRssGrowthBoundKb = 640 * 1024;
+#elif defined(__SANITIZE_THREAD__)
+  constexpr int64_t kRssGrowthBoundKb = 1280 * 1024;
 #else
   constexpr int64_t kRssGrowthBoundKb = 192 * 1024;
 #endif
@@ -517,7 +524,15 @@ TEST(StalledReaderTest, ClientThatNeverReadsDoesNotGrowTheServer) {
   EXPECT_EQ(cancelled, kStreams);
   CallOutcome after = RunCall(server.stub(), Text("and after", 8), seconds(60));
   EXPECT_TRUE(after.status.ok()) << after.status.error_message();
-  EXPECT_EQ(server.MetricValue("claa_kv_cache_usage_perc").value_or(1), 0.0);
+  // The scheduler frees the blocks before it sends the last message but updates the KV gauge on
+  // its next loop, which a slow (sanitized) server may reach after the client has the reply.
+  const auto idle_by = Clock::now() + Scaled(seconds(5));
+  double usage = 1;
+  while ((usage = server.MetricValue("claa_kv_cache_usage_perc").value_or(1)) != 0.0 &&
+         Clock::now() < idle_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(usage, 0.0);
   std::cout << "[bad input] stalled readers: " << kStreams << " unread streams of 400 tokens; "
             << "RSS " << rss_start / 1024 << " MiB at start, max " << rss_max / 1024
             << " MiB, " << rss_stalled / 1024 << " MiB with all stalled, "

@@ -4,6 +4,7 @@
 // Starts a real binary (claa-server, claa-cli) for integration tests, reads its stdout, and
 // always kills it on destruction so a failing test leaves no server behind.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,9 +29,16 @@ class ChildProcess {
     int out_pipe[2];
     int in_pipe[2];
     if (pipe(out_pipe) != 0 || pipe(in_pipe) != 0) return false;
+    const pid_t parent = getpid();
     pid_ = fork();
     if (pid_ < 0) return false;
     if (pid_ == 0) {
+      // The child dies with the test process even when no destructor runs (ctest killing a test
+      // at its timeout, a crash), so that no orphaned server loads the machine for the tests
+      // after it. The signal follows the thread that forked: fixtures start children from the
+      // test's own thread.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);  // the test died before prctl
       dup2(out_pipe[1], STDOUT_FILENO);
       dup2(in_pipe[0], STDIN_FILENO);
       close(out_pipe[0]);

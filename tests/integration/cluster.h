@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tests/integration/server_fixture.h"
+#include "tests/integration/timeout_scale.h"
 
 namespace claa::testing {
 
@@ -42,13 +43,14 @@ struct CallOutcome {
   grpc::Status status;
 };
 
-// Runs one Generate call to its end (deadline `deadline`); on_chunk(n) runs after the n-th chunk.
+// Runs one Generate call to its end (deadline `deadline`, a release-build figure: scaled by
+// TimeoutScale()); on_chunk(n) runs after the n-th chunk.
 inline CallOutcome RunCall(v1::Generation::Stub& stub, const v1::GenerateRequest& request,
                            std::chrono::seconds deadline,
                            const std::function<void(int)>& on_chunk = {}) {
   CallOutcome r;
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + deadline);
+  ctx.set_deadline(ScaledDeadline(deadline));
   auto reader = stub.Generate(&ctx, request);
   v1::GenerateResponse response;
   while (reader->Read(&response)) {
@@ -117,8 +119,9 @@ class Cluster {
     return Poll({0, 1}, decode_alive, std::chrono::seconds(10), /*everything=*/false);
   }
 
-  // Polls (up to `timeout`) until, on the listed live workers, the KV usage and running /
-  // waiting gauges and the prefill workers' leased tickets all read zero. False on timeout.
+  // Polls (up to `timeout`, scaled by TimeoutScale() as the leases are) until, on the listed
+  // live workers, the KV usage and running / waiting gauges and the prefill workers' leased
+  // tickets all read zero. False on timeout.
   bool Drains(const std::vector<int>& prefill_alive, const std::vector<int>& decode_alive,
               std::chrono::seconds timeout = std::chrono::seconds(30)) {
     return Poll(prefill_alive, decode_alive, timeout, /*everything=*/true);
@@ -135,7 +138,7 @@ class Cluster {
              s.MetricValue("claa_num_requests_waiting").value_or(1) == 0.0 &&
              (!prefill || s.MetricValue("claa_kv_leased_tickets").value_or(1) == 0.0);
     };
-    const auto end = std::chrono::steady_clock::now() + timeout;
+    const auto end = std::chrono::steady_clock::now() + Scaled(timeout);
     do {
       bool zero = true;
       for (int p : prefill_alive) zero &= idle(prefill_[p], true);

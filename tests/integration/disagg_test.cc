@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/integration/cluster.h"
 #include "tests/integration/server_fixture.h"
+#include "tests/integration/timeout_scale.h"
 #include "tests/test_data.h"
 
 namespace claa {
@@ -19,6 +20,7 @@ namespace {
 
 using ::claa::testing::Cluster;
 using ::claa::testing::RunningServer;
+using ::claa::testing::Scaled;
 
 using Result = ::claa::testing::CallOutcome;
 
@@ -117,7 +119,8 @@ TEST_F(DisaggTest, KilledDecodeWorkerFailsOnlyItsRequestsAndAbortFreesBothSides)
       });
     });
   }
-  for (int i = 0; i < 400 && streaming.load() < kRequests; ++i) {
+  const auto streaming_by = std::chrono::steady_clock::now() + Scaled(std::chrono::seconds(4));
+  while (streaming.load() < kRequests && std::chrono::steady_clock::now() < streaming_by) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   cluster.decode(1).process().Kill(SIGKILL);
@@ -150,7 +153,8 @@ TEST_F(DisaggTest, KilledDecodeWorkerFailsOnlyItsRequestsAndAbortFreesBothSides)
   std::thread t([&] {
     aborted = RunRequest(cluster.router().stub(), long_req, [&](int) { started = true; });
   });
-  for (int i = 0; i < 2000 && !started.load(); ++i) {
+  const auto started_by = std::chrono::steady_clock::now() + Scaled(std::chrono::seconds(10));
+  while (!started.load() && std::chrono::steady_clock::now() < started_by) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   if (!started.load()) {

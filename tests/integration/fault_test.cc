@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -37,9 +38,13 @@ using ::claa::testing::CallOutcome;
 using ::claa::testing::Cluster;
 using ::claa::testing::RunCall;
 using ::claa::testing::RunningServer;
+using ::claa::testing::Scaled;
 using Clock = std::chrono::steady_clock;
 using std::chrono::seconds;
 
+// Every duration here is a release-build figure; RunCall, WaitFor and Cluster::Drains scale
+// it by CLAA_TEST_TIMEOUT_SCALE (timeout_scale.h), and the fixtures scale the servers' leases and
+// router deadlines by the same factor.
 // A call still open after this has hung: the fault left it without a terminal status.
 constexpr seconds kCallDeadline(120);
 // Leases run 30 s (--kv_lease_seconds): checking well within that catches a lease that only
@@ -49,8 +54,9 @@ constexpr int kClientThreads = 4;
 // Small KV caches keep four worker processes light on a CI machine.
 const std::vector<std::string> kWorkerArgs = {"--kv_cache_mb=64"};
 
+// Polls `done` until it holds or `timeout` (scaled) passes.
 bool WaitFor(const std::function<bool()>& done, seconds timeout) {
-  const auto end = Clock::now() + timeout;
+  const auto end = Clock::now() + Scaled(timeout);
   while (!done()) {
     if (Clock::now() > end) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -224,7 +230,7 @@ KillRun KillAndRestartUnderLoad(Cluster& cluster, bool decode, int rounds) {
     // Load goes on without it for a while: the router must route around it.
     run.probes.push_back(
         RunCall(cluster.router().stub(), LoadRequest(900000 + round, 16, 8), kCallDeadline));
-    std::this_thread::sleep_for(seconds(2));
+    std::this_thread::sleep_for(Scaled(seconds(2)));
     run.down.emplace_back(killed, Clock::now());
     EXPECT_TRUE(decode ? cluster.RestartDecode(index) : cluster.RestartPrefill(index));
     // The health probe puts it back into rotation: the fresh process does work.
@@ -491,12 +497,15 @@ TEST(FaultTest, StoppedDecodeWorkerHitsDeadlinesAndIsRoutedAround) {
                          return Metric(cluster.decode(0), "claa_num_requests_running") > 0;
                        }, seconds(10));
   const pid_t stopped = cluster.decode(0).process().pid();
+  const Clock::time_point stopped_at = Clock::now();
   if (started) kill(stopped, SIGSTOP);
-  // The health probe (GetLoad, 1 s deadline, five times a second) takes it out of rotation.
-  std::this_thread::sleep_for(seconds(4));
+  // The health probe (GetLoad, 1 s deadline (scaled), five times a second) takes it out of
+  // rotation.
+  std::this_thread::sleep_for(Scaled(seconds(4)));
   std::vector<CallOutcome> during = Burst(cluster.router().stub(), 6, 1000, seconds(60));
   for (auto& t : threads) t.join();
   kill(stopped, SIGCONT);
+  const double stopped_s = std::chrono::duration<double>(Clock::now() - stopped_at).count();
   ASSERT_TRUE(started) << "the long requests did not stream on both decode workers";
 
   std::vector<const CallOutcome*> all;
@@ -525,7 +534,7 @@ TEST(FaultTest, StoppedDecodeWorkerHitsDeadlinesAndIsRoutedAround) {
   }
   EXPECT_TRUE(cluster.Drains({0, 1}, {0, 1}, kDrainTimeout));
   Report("SIGSTOP decode worker", CheckOutcomes(all, {grpc::StatusCode::DEADLINE_EXCEEDED}),
-         "1 SIGSTOP for ~8 s, then SIGCONT");
+         absl::StrCat("1 SIGSTOP for ", std::lround(stopped_s), " s, then SIGCONT"));
 }
 
 TEST(FaultTest, FullQueueAnswersResourceExhaustedAndRecovers) {
@@ -552,7 +561,8 @@ TEST(FaultTest, FullQueueAnswersResourceExhaustedAndRecovers) {
   // The refusals come back at once, while the long request still holds the only running slot.
   ASSERT_TRUE(WaitFor([&] { return Metric(server, "claa_num_requests_waiting") == 2; },
                       seconds(60)));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Time for the other excess calls to arrive and be refused before the abort frees the slot.
+  std::this_thread::sleep_for(Scaled(std::chrono::milliseconds(500)));
   grpc::ClientContext ctx;
   v1::AbortRequest abort;
   abort.set_request_id("long");

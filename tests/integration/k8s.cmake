@@ -9,4 +9,4 @@ add_test(NAME k8s_manifests
   COMMAND bash ${CMAKE_SOURCE_DIR}/tests/k8s/run_test.sh ${CMAKE_SOURCE_DIR}
     ${CMAKE_CURRENT_BINARY_DIR}/k8s $<TARGET_FILE:claa-server> $<TARGET_FILE:claa-loadgen>)
 # The first run downloads ~35 MB of npm packages; later runs reuse them (about 10 s).
-set_tests_properties(k8s_manifests PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77)
+set_tests_properties(k8s_manifests PROPERTIES TIMEOUT ${claa_timeout_300} SKIP_RETURN_CODE 77)

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/child_process.h"
+#include "tests/integration/timeout_scale.h"
 
 namespace claa {
 namespace {
@@ -44,7 +45,8 @@ class LoadgenTest : public ::testing::Test {
     const std::string json_path = ::testing::TempDir() + "/loadgen_" + name + ".json";
     std::remove(json_path.c_str());
     std::vector<std::string> argv = {CLAA_LOADGEN_BINARY, "--target=" + address_,
-                                     "--result_json=" + json_path, "--timeout_s=60"};
+                                     "--result_json=" + json_path,
+                                     "--timeout_s=" + ::claa::testing::ScaledSecondsFlag(60)};
     argv.insert(argv.end(), args.begin(), args.end());
     ChildProcess loadgen;
     LoadgenRun run;

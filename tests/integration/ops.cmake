@@ -8,20 +8,20 @@ add_test(NAME prometheus_integration
     --server $<TARGET_FILE:claa-server>
     --source_dir ${CMAKE_SOURCE_DIR}
     --work_dir ${CMAKE_CURRENT_BINARY_DIR}/prometheus)
-set_tests_properties(prometheus_integration PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77)
+set_tests_properties(prometheus_integration PROPERTIES TIMEOUT ${claa_timeout_120} SKIP_RETURN_CODE 77)
 
 # promtool check config / check rules / test rules on deploy/prometheus.
 add_test(NAME deploy_promtool
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/deploy_config_test.py --part promtool
     --source_dir ${CMAKE_SOURCE_DIR})
-set_tests_properties(deploy_promtool PROPERTIES TIMEOUT 60 SKIP_RETURN_CODE 77)
+set_tests_properties(deploy_promtool PROPERTIES TIMEOUT ${claa_timeout_60} SKIP_RETURN_CODE 77)
 
 # The dashboard, alert rules and Dockerfile against server/metrics.cc, the README and the
 # server's real flags.
 add_test(NAME deploy_static
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/deploy_config_test.py --part static
     --source_dir ${CMAKE_SOURCE_DIR} --server $<TARGET_FILE:claa-server>)
-set_tests_properties(deploy_static PROPERTIES TIMEOUT 60)
+set_tests_properties(deploy_static PROPERTIES TIMEOUT ${claa_timeout_60})
 
 # Builds docker/Dockerfile with podman and runs the image's binaries and health check. A full
 # image build compiles the whole project inside the container (tens of minutes on CI's two
@@ -29,4 +29,4 @@ set_tests_properties(deploy_static PROPERTIES TIMEOUT 60)
 add_test(NAME docker_image
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/docker_image_test.sh ${CMAKE_SOURCE_DIR}
     ${CMAKE_CURRENT_BINARY_DIR}/docker_image)
-set_tests_properties(docker_image PROPERTIES TIMEOUT 5400 SKIP_RETURN_CODE 77)
+set_tests_properties(docker_image PROPERTIES TIMEOUT ${claa_timeout_5400} SKIP_RETURN_CODE 77)

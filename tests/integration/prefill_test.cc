@@ -11,6 +11,7 @@
 #include "claa/v1/prefill.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/integration/server_fixture.h"
+#include "tests/integration/timeout_scale.h"
 #include "tests/test_data.h"
 
 namespace claa {
@@ -36,8 +37,8 @@ class PrefillServer {
         const std::string address = line->substr(line->find("listening on ") + 13);
         channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
         stub_ = v1::Prefill::NewStub(channel_);
-        return channel_->WaitForConnected(std::chrono::system_clock::now() +
-                                          std::chrono::seconds(30));
+        return channel_->WaitForConnected(
+            testing::ScaledDeadline(std::chrono::seconds(30)));
       }
     }
     return false;
@@ -81,17 +82,17 @@ class ScratchDir {
 
 grpc::Status Call(PrefillServer& s, const v1::ClassifyRequest& req, v1::ClassifyResponse* resp) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  ctx.set_deadline(testing::ScaledDeadline(std::chrono::seconds(60)));
   return s.stub().Classify(&ctx, req, resp);
 }
 grpc::Status Call(PrefillServer& s, const v1::ScoreRequest& req, v1::ScoreResponse* resp) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  ctx.set_deadline(testing::ScaledDeadline(std::chrono::seconds(60)));
   return s.stub().Score(&ctx, req, resp);
 }
 grpc::Status Call(PrefillServer& s, const v1::EmbedRequest& req, v1::EmbedResponse* resp) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  ctx.set_deadline(testing::ScaledDeadline(std::chrono::seconds(60)));
   return s.stub().Embed(&ctx, req, resp);
 }
 

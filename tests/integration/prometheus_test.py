@@ -39,7 +39,7 @@ import urllib.request
 
 import yaml
 
-from py_harness import Checks
+from py_harness import Checks, scaled
 
 SKIP = 77
 NUM_REQUESTS = 36
@@ -69,7 +69,7 @@ def stop(proc):
         return
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=scaled(10))
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -80,7 +80,7 @@ def start_server(binary):
     proc = subprocess.Popen([binary, "--port=0", "--metrics_port=0"], stdout=subprocess.PIPE,
                             text=True, preexec_fn=die_with_parent)
     address, metrics_port = None, None
-    deadline = time.time() + 60
+    deadline = time.time() + scaled(60)
     while time.time() < deadline and (address is None or metrics_port is None):
         line = proc.stdout.readline()
         if not line:
@@ -166,7 +166,7 @@ class Prometheus:
         return float(result[0]["value"][1])
 
     def wait_for(self, expr, predicate, timeout):
-        deadline = time.time() + timeout
+        deadline = time.time() + scaled(timeout)
         value = None
         while time.time() < deadline:
             value = self.scalar(expr)
@@ -218,7 +218,7 @@ def send_load(client, count):
             first, complete = None, None
             try:
                 for resp in client.generate(token_ids=ids, max_tokens=MAX_TOKENS,
-                                            temperature=0.0, ignore_eos=True, timeout=60):
+                                            temperature=0.0, ignore_eos=True, timeout=scaled(60)):
                     if resp.HasField("chunk") and resp.chunk.token_ids and first is None:
                         first = time.perf_counter() - start
                     elif resp.HasField("complete"):
@@ -318,7 +318,7 @@ def main():
         client = claa_client.ClaaClient(address, cache_dir=os.path.join(args.work_dir, "stubs"))
         bad = None
         try:  # one refused request, so the failure counter has a series to show
-            list(client.generate(token_ids=[99999], max_tokens=1, timeout=10))
+            list(client.generate(token_ids=[99999], max_tokens=1, timeout=scaled(10)))
         except client.grpc.RpcError as e:
             bad = e.code().name
         check("out-of-range token is refused", bad == "INVALID_ARGUMENT", str(bad))

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from py_harness import Checks, start_server
+from py_harness import Checks, scaled, start_server
 
 
 
@@ -30,7 +30,7 @@ def main():
 
     def cli(*cli_args, timeout=60):
         return subprocess.run(base + list(cli_args), capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=scaled(timeout))
 
     try:
         r = cli("health")
@@ -82,7 +82,7 @@ def main():
                     "--temperature", "0", "--ignore_eos", "--request_id", "py-cli-abort",
                     "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         aborted = None
-        deadline = time.time() + 30
+        deadline = time.time() + scaled(30)
         while time.time() < deadline and long_gen.poll() is None:
             aborted = cli("abort", "py-cli-abort")
             if aborted.returncode == 0:
@@ -93,7 +93,7 @@ def main():
               and "aborted py-cli-abort" in aborted.stdout,
               "" if aborted is None else f"rc={aborted.returncode} out={aborted.stdout!r}")
         try:
-            gen_out, gen_err = long_gen.communicate(timeout=60)
+            gen_out, gen_err = long_gen.communicate(timeout=scaled(60))
         except subprocess.TimeoutExpired:
             long_gen.kill()
             gen_out, gen_err = long_gen.communicate()
@@ -108,7 +108,7 @@ def main():
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=scaled(15))
         except subprocess.TimeoutExpired:
             proc.kill()
     return check.summary()

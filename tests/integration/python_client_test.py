@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from py_harness import Checks, start_server
+from py_harness import Checks, scaled, start_server
 
 
 def generate_stubs(proto_root, health_dir, out_dir):
@@ -42,7 +42,7 @@ def main():
 
     try:
         channel = grpc.insecure_channel(address)
-        grpc.channel_ready_future(channel).result(timeout=30)
+        grpc.channel_ready_future(channel).result(timeout=scaled(30))
         stub = claa_pb2_grpc.GenerationStub(channel)
 
         # Streaming generation.
@@ -50,7 +50,7 @@ def main():
             text="Hello from Python",
             sampling=claa_pb2.SamplingParams(temperature=0.0, max_tokens=10, ignore_eos=True))
         ids, text, complete = [], "", None
-        for resp in stub.Generate(req, timeout=60):
+        for resp in stub.Generate(req, timeout=scaled(60)):
             if resp.HasField("chunk"):
                 ids.extend(resp.chunk.token_ids)
                 text += resp.chunk.text
@@ -65,10 +65,10 @@ def main():
         req = claa_pb2.GenerateRequest(
             request_id="py-abort", token_ids=claa_pb2.TokenIds(ids=[1, 40, 41]),
             sampling=claa_pb2.SamplingParams(temperature=0.0, max_tokens=2000, ignore_eos=True))
-        stream = stub.Generate(req, timeout=120)
+        stream = stub.Generate(req, timeout=scaled(120))
         first = next(stream)
         check("first message is a chunk", first.HasField("chunk"))
-        aborted = stub.Abort(claa_pb2.AbortRequest(request_id="py-abort"), timeout=10)
+        aborted = stub.Abort(claa_pb2.AbortRequest(request_id="py-abort"), timeout=scaled(10))
         check("abort finds the request", aborted.found)
         final = None
         for resp in stream:
@@ -79,11 +79,11 @@ def main():
 
         # Health.
         health = health_pb2_grpc.HealthStub(channel)
-        status = health.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+        status = health.Check(health_pb2.HealthCheckRequest(), timeout=scaled(10)).status
         check("health is SERVING", status == health_pb2.HealthCheckResponse.SERVING)
 
         # Model info.
-        info = stub.GetModelInfo(claa_pb2.GetModelInfoRequest(), timeout=10)
+        info = stub.GetModelInfo(claa_pb2.GetModelInfoRequest(), timeout=scaled(10))
         check("model info", info.builtin and info.num_layers == 4, str(info))
 
         # Bad request: INVALID_ARGUMENT naming the field.
@@ -91,7 +91,7 @@ def main():
             token_ids=claa_pb2.TokenIds(ids=[1, 2]),
             sampling=claa_pb2.SamplingParams(top_p=2.0))
         try:
-            list(stub.Generate(bad, timeout=10))
+            list(stub.Generate(bad, timeout=scaled(10)))
             check("bad top_p is refused", False, "no error")
         except grpc.RpcError as e:
             check("bad top_p is refused",
@@ -100,7 +100,7 @@ def main():
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=scaled(15))
         except subprocess.TimeoutExpired:
             proc.kill()
     check("server exits cleanly on SIGTERM", proc.returncode == 0, f"rc={proc.returncode}")

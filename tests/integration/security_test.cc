@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "health.grpc.pb.h"
 #include "tests/integration/child_process.h"
+#include "tests/integration/timeout_scale.h"
 #include "tests/unit/security/temp_dir.h"
 #include "tests/unit/security/test_certs.h"
 
@@ -24,6 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::claa::testing::ChildProcess;
+using ::claa::testing::ScaledDeadline;
 using ::claa::testing::TempDir;
 
 constexpr char kToken[] = "s3cr3t-token-0123456789";
@@ -33,11 +35,14 @@ std::string ReadFile(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// A claa-server child on a free port (no metrics port). Its stderr stays the test's stderr.
+// A claa-server child on a free port (no metrics port), with the router and worker deadlines
+// scaled as the test's (timeout_scale.h). Its stderr stays the test's stderr.
 class Server {
  public:
   bool Start(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {CLAA_SERVER_BINARY, "--port=0", "--metrics_port=-1"};
+    const std::vector<std::string> timeouts = ::claa::testing::ServerTimeoutFlags();
+    argv.insert(argv.end(), timeouts.begin(), timeouts.end());
     argv.insert(argv.end(), args.begin(), args.end());
     if (!process_.Start(argv)) return false;
     while (auto line = process_.ReadLine()) {
@@ -131,9 +136,9 @@ struct Generated {
   std::vector<int32_t> ids;
 };
 
-// A short call: a refused handshake must fail fast, not wait for a connection.
+// A short call: a refused handshake must fail fast, not wait for a connection (scaled).
 void SetShortDeadline(grpc::ClientContext& ctx, int seconds = 20) {
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  ctx.set_deadline(ScaledDeadline(std::chrono::seconds(seconds)));
 }
 
 void Authorize(grpc::ClientContext& ctx, const std::string& token) {
@@ -507,8 +512,12 @@ TEST_F(SecurityTest, LoadgenAndPythonClientReachATlsServerWithAToken) {
   ASSERT_TRUE(server.Start(Concat(PublicTlsFlags(), {"--auth_token_file=" + File("token")})))
       << server.log();
   const std::vector<std::string> loadgen = {
-      CLAA_LOADGEN_BINARY,       "--target=" + server.localhost(), "--num_prompts=4",
-      "--random_input_len=16",   "--random_output_len=4",          "--connect_timeout_s=20",
+      CLAA_LOADGEN_BINARY,
+      "--target=" + server.localhost(),
+      "--num_prompts=4",
+      "--random_input_len=16",
+      "--random_output_len=4",
+      "--connect_timeout_s=" + ::claa::testing::ScaledSecondsFlag(20),
       "--tls_ca_file=" + File("ca.pem")};
   {
     auto [code, out] = RunToExit(Concat(loadgen, {"--auth_token_file=" + File("token")}));

@@ -15,6 +15,7 @@
 #include "claa/v1/claa.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "tests/integration/child_process.h"
+#include "tests/integration/timeout_scale.h"
 
 namespace claa::testing {
 
@@ -54,12 +55,14 @@ inline std::optional<double> MetricValueIn(const std::string& text, const std::s
 
 class RunningServer {
  public:
-  // Starts claa-server with --port=0 --metrics_port=0 --device=cpu plus `extra_args` (a later
-  // --device overrides: the CPU path's outputs are exact, so the tests pin it even on a GPU
-  // host); false on failure.
+  // Starts claa-server with --port=0 --metrics_port=0 --device=cpu, the scaled deadlines of
+  // ServerTimeoutFlags() and `extra_args` (a later flag overrides: the CPU path's outputs are
+  // exact, so the tests pin it even on a GPU host); false on failure.
   bool Start(const std::vector<std::string>& extra_args) {
     std::vector<std::string> argv = {CLAA_SERVER_BINARY, "--port=0", "--metrics_port=0",
                                      "--device=cpu"};
+    const std::vector<std::string> timeouts = ServerTimeoutFlags();
+    argv.insert(argv.end(), timeouts.begin(), timeouts.end());
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     if (!process_.Start(argv)) return false;
     auto metrics = process_.WaitForLine("metrics on http://");
@@ -71,7 +74,7 @@ class RunningServer {
     address_ = listening->substr(listening->find("listening on ") + 13);
     channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
     stub_ = v1::Generation::NewStub(channel_);
-    return channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return channel_->WaitForConnected(ScaledDeadline(std::chrono::seconds(30)));
   }
 
   v1::Generation::Stub& stub() { return *stub_; }

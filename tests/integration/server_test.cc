@@ -8,12 +8,15 @@
 #include "health.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/server_fixture.h"
+#include "tests/integration/timeout_scale.h"
 #include "tests/test_data.h"
 
 namespace claa {
 namespace {
 
 using ::claa::testing::RunningServer;
+using ::claa::testing::Scaled;
+using ::claa::testing::ScaledDeadline;
 
 struct StreamResult {
   std::vector<int32_t> ids;
@@ -27,7 +30,7 @@ struct StreamResult {
 StreamResult RunGenerate(v1::Generation::Stub& stub, const v1::GenerateRequest& request) {
   StreamResult r;
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  ctx.set_deadline(ScaledDeadline(std::chrono::seconds(120)));
   auto reader = stub.Generate(&ctx, request);
   v1::GenerateResponse response;
   while (reader->Read(&response)) {
@@ -191,11 +194,12 @@ TEST_F(BuiltinServerTest, AbortEndsTheStreamAndFreesBlocks) {
   EXPECT_FALSE(aresp.found());
   // Blocks come back once nothing runs.
   std::optional<double> usage;
-  for (int i = 0; i < 100; ++i) {
+  const auto usage_by = std::chrono::steady_clock::now() + Scaled(std::chrono::seconds(5));
+  do {
     usage = server_->MetricValue("claa_kv_cache_usage_perc");
     if (usage && *usage == 0.0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  } while (std::chrono::steady_clock::now() < usage_by);
   ASSERT_TRUE(usage.has_value());
   EXPECT_EQ(*usage, 0.0);
 }
@@ -214,11 +218,12 @@ TEST_F(BuiltinServerTest, ClientCancellationFreesBlocks) {
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
   std::optional<double> running;
-  for (int i = 0; i < 100; ++i) {
+  const auto running_by = std::chrono::steady_clock::now() + Scaled(std::chrono::seconds(5));
+  do {
     running = server_->MetricValue("claa_num_requests_running");
     if (running && *running == 0.0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  } while (std::chrono::steady_clock::now() < running_by);
   ASSERT_TRUE(running.has_value());
   EXPECT_EQ(*running, 0.0);
   EXPECT_EQ(server_->MetricValue("claa_kv_cache_usage_perc").value_or(-1), 0.0);

@@ -3,11 +3,11 @@
 # (AddressSanitizer + UndefinedBehaviorSanitizer) or `tsan` (ThreadSanitizer), in build-asan/ or
 # build-tsan/.
 #
-#   tests/sanitizers/run_sanitized.sh asan|tsan [REGEX | --ci]
+#   tests/sanitizers/run_sanitized.sh asan|tsan [REGEX | --ci | --integration]
 #
 # Without REGEX: the unit tests first (fast, most reports are found there), then the
 # integration tests, whose claa-server / claa-cli / claa-loadgen children are sanitized too.
-# With REGEX: only the tests `ctest -R REGEX` selects.
+# With REGEX: only the tests `ctest -R REGEX` selects. --integration: only the integration tests.
 # --ci: the subset CI runs (README's test command), sized for a 2-core CI machine: only the
 # unit-test executables of the code that sees untrusted bytes or keeps the books are built
 # (CI_TARGETS below: the fuzz corpus and crash replay over the safetensors / config.json /
@@ -19,6 +19,13 @@
 # Every sanitized process (test binaries and the servers they spawn, which may be killed before
 # their stderr is read) writes its reports to build-<kind>/sanitizer-logs/report.<pid>; the run
 # fails if any report exists, even when every test passed.
+#
+# Sanitized code runs several times slower (ThreadSanitizer 5-15x, AddressSanitizer 2-3x), so
+# the run exports CLAA_TEST_TIMEOUT_SCALE (default 10 for tsan, 3 for asan; a value already in
+# the environment wins): the integration tests multiply their waits and deadlines by it, pass
+# the servers correspondingly longer router / worker deadlines and KV leases
+# (tests/integration/timeout_scale.h), and ctest's TIMEOUTs are configured with the same factor.
+# To run ctest by hand in a sanitizer build, export the same CLAA_TEST_TIMEOUT_SCALE first.
 set -euo pipefail
 
 kind="${1:-}"
@@ -26,12 +33,16 @@ regex="${2:-}"
 CI_TARGETS=(fuzz_regression_test claa_model_test claa_tokenizer_tests claa_sampling_test
   scheduler_test handoff_test request_convert_test security_test)
 ci=0
+integration_only=0
 if [[ "$regex" == --ci ]]; then
   ci=1
   regex=""
+elif [[ "$regex" == --integration ]]; then
+  integration_only=1
+  regex=""
 fi
 if [[ "$kind" != asan && "$kind" != tsan ]]; then
-  echo "usage: $0 asan|tsan [ctest -R regex]" >&2
+  echo "usage: $0 asan|tsan [ctest -R regex | --ci | --integration]" >&2
   exit 2
 fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -40,7 +51,14 @@ jobs="${JOBS:-2}"
 build="build-$kind"
 logs="$root/$build/sanitizer-logs"
 
-nice -n 10 cmake --preset "$kind"
+case "$kind" in
+  tsan) default_scale=10 ;;
+  asan) default_scale=3 ;;
+esac
+export CLAA_TEST_TIMEOUT_SCALE="${CLAA_TEST_TIMEOUT_SCALE:-$default_scale}"
+echo "== $kind: CLAA_TEST_TIMEOUT_SCALE=$CLAA_TEST_TIMEOUT_SCALE"
+
+nice -n 10 cmake --preset "$kind" -DCLAA_TEST_TIMEOUT_SCALE="$CLAA_TEST_TIMEOUT_SCALE"
 if ((ci)); then
   nice -n 10 cmake --build --preset "$kind" -j "$jobs" --target "${CI_TARGETS[@]}"
 else
@@ -72,7 +90,7 @@ elif [[ -n "$regex" ]]; then
   run_ctest selected -R "$regex"
 else
   # Labels from tests/CMakeLists.txt: one per folder under tests/.
-  run_ctest unit -L '^unit$'
+  ((integration_only)) || run_ctest unit -L '^unit$'
   run_ctest integration -L '^integration$'
 fi
 

@@ -14,7 +14,9 @@
 #
 # Environment: BUILD_DIR (default <source>/build), DURATION (600), RATE (10 req/s), INPUT_LEN
 # (128), OUTPUT_LEN (64), RANGE_RATIO (0.5), SAMPLE_S (10), MODEL (empty: the built-in demo
-# model), SEED (0), SERVER_ARGS (extra claa-server flags), OUT_DIR (default a new /tmp dir).
+# model), SEED (0), SERVER_ARGS (extra claa-server flags), OUT_DIR (default a new /tmp dir),
+# CLAA_TEST_TIMEOUT_SCALE (1; multiplies the start-up wait and the per-request deadline for slow
+# builds, as in the integration tests: tests/sanitizers/run_sanitized.sh sets it).
 # ctest runs it for 20 s (soak_smoke); the recorded 10-minute run is in docs/reliability.md.
 set -euo pipefail
 
@@ -39,6 +41,9 @@ done
 mkdir -p "$OUT_DIR"
 # Whole requests at RATE/s over DURATION; the last ones may end a little after it.
 NUM_PROMPTS=$(python3 -c "print(max(1, round($RATE * $DURATION)))")
+SCALE="${CLAA_TEST_TIMEOUT_SCALE:-1}"
+START_POLLS=$(python3 -c "print(round(600 * max(1.0, float('$SCALE'))))")  # of 0.1 s
+TIMEOUT_S=$(python3 -c "print(round(120 * max(1.0, float('$SCALE'))))")
 
 server_cmd=("$SERVER" --port=0 --metrics_port=0)
 [[ -n "$MODEL" ]] && server_cmd+=("--model=$MODEL")
@@ -55,7 +60,7 @@ cleanup() {
 trap cleanup EXIT
 
 ADDR="" METRICS=""
-for _ in $(seq 1 600); do
+for _ in $(seq 1 "$START_POLLS"); do
   ADDR=$(sed -n 's/^claa-server: listening on //p' "$OUT_DIR/server.out")
   METRICS=$(sed -n 's|^claa-server: metrics on \(http://.*\)$|\1|p' "$OUT_DIR/server.out")
   [[ -n "$ADDR" && -n "$METRICS" ]] && break
@@ -66,7 +71,7 @@ done
 
 loadgen_cmd=("$LOADGEN" --target "$ADDR" --num_prompts "$NUM_PROMPTS" --request_rate "$RATE"
   --random_input_len "$INPUT_LEN" --random_output_len "$OUTPUT_LEN"
-  --random_range_ratio "$RANGE_RATIO" --seed "$SEED" --timeout_s 120
+  --random_range_ratio "$RANGE_RATIO" --seed "$SEED" --timeout_s "$TIMEOUT_S"
   --result_json "$OUT_DIR/loadgen.json")
 echo "run_soak: ${server_cmd[*]}" | tee "$OUT_DIR/commands.txt"
 echo "run_soak: ${loadgen_cmd[*]}" | tee -a "$OUT_DIR/commands.txt"
