@@ -68,9 +68,10 @@ class GpuModel {
 
   // The KV handoff of disaggregated serving (engine/runtime/kv_slots.h, host-staged): slots
   // [first, first + n) of `layer` of kv's sequence between the GPU pools and flat host buffers
-  // of [n][all KV heads][head_dim] fp32 in global head order (bf16 on the device). The caller
-  // checks the range. The sequence must not be in a running Forward; a Forward of other
-  // sequences may run meanwhile (the copies use a stream of their own). Thread-safe.
+  // of [n][all KV heads][head_dim] fp32 in global head order (bf16 on the device); OutOfRange
+  // for slots beyond the sequence's blocks. The sequence must not be in a running Forward; a
+  // Forward of other sequences may run meanwhile (the copies use a stream of their own).
+  // Thread-safe.
   virtual absl::Status ReadKvSlots(const SequenceKv& kv, int layer, int first, int n, float* k,
                                    float* v) = 0;
   virtual absl::Status WriteKvSlots(const SequenceKv& kv, int layer, int first, int n,

@@ -4,8 +4,8 @@
 #include <cstring>
 #include <memory>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
+#include "engine/runtime/batch_checks.h"
 #include "engine/util/status_macros.h"
 
 namespace claa {
@@ -14,78 +14,7 @@ LlamaModel::LlamaModel(const ModelWeights* weights, Communicator* comm, PagedKvC
     : weights_(weights), comm_(comm), cache_(cache), rope_(weights->config) {}
 
 absl::Status LlamaModel::ValidateBatch(absl::Span<const ForwardItem> batch) const {
-  const ModelConfig& c = config();
-  absl::flat_hash_set<const SequenceKv*> seen;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const ForwardItem& item = batch[i];
-    if (item.kv == nullptr) {
-      return absl::InvalidArgumentError(absl::StrFormat("batch item %d: null kv", i));
-    }
-    if (!seen.insert(item.kv).second) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("batch item %d: the same sequence appears twice in one batch", i));
-    }
-    if (int(item.kv->layer_lengths.size()) != c.num_layers) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("batch item %d: kv has %d layer lengths, model has %d layers", i,
-                          item.kv->layer_lengths.size(), c.num_layers));
-    }
-    const int n = int(item.tokens.size());
-    if (n == 0) {
-      return absl::InvalidArgumentError(absl::StrFormat("batch item %d: no tokens", i));
-    }
-    for (int j = 0; j < n; ++j) {
-      if (item.tokens[j] < 0 || item.tokens[j] >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "batch item %d: token id %d at index %d outside vocabulary [0, %d)", i,
-            item.tokens[j], j, c.vocab_size));
-      }
-    }
-    if (item.start_pos != item.kv->num_positions) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "batch item %d: start_pos %d but the sequence has run %d tokens", i, item.start_pos,
-          item.kv->num_positions));
-    }
-    if (c.max_position_embeddings > 0 && item.start_pos + n > c.max_position_embeddings) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "batch item %d: positions up to %d exceed max_position_embeddings %d", i,
-          item.start_pos + n - 1, c.max_position_embeddings));
-    }
-    const int64_t need = int64_t(item.kv->max_layer_length()) + n;
-    if (item.kv->capacity(cache_->block_size()) < need) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "batch item %d: %d KV slots needed but only %d reserved (call ReserveTokens)", i, need,
-          item.kv->capacity(cache_->block_size())));
-    }
-    if (item.prefill != nullptr) {
-      if (item.start_pos != 0 || item.kv->max_layer_length() != 0) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "batch item %d: prefill options need a fresh sequence (position 0, empty cache)", i));
-      }
-      absl::Status s = PrefillPruner::Validate(*item.prefill, n, n, c.num_layers);
-      if (!s.ok()) {
-        return absl::Status(s.code(), absl::StrFormat("batch item %d: %s", i, s.message()));
-      }
-    }
-    if (item.attention_reuse != nullptr) {
-      if (item.start_pos != 0 || item.kv->max_layer_length() != 0 || item.prefill != nullptr) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "batch item %d: attention reuse needs a fresh sequence without prefill options", i));
-      }
-      absl::Status s = item.attention_reuse->Validate(n, c.num_layers, c.num_heads);
-      if (!s.ok()) {
-        return absl::Status(s.code(), absl::StrFormat("batch item %d: %s", i, s.message()));
-      }
-    }
-    for (int b : item.kv->blocks) {
-      if (b < 0 || b >= cache_->num_blocks()) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "batch item %d: block id %d outside the cache's %d blocks", i, b,
-            cache_->num_blocks()));
-      }
-    }
-  }
-  return absl::OkStatus();
+  return ValidateForwardBatch(batch, config(), cache_->num_blocks(), cache_->block_size());
 }
 
 absl::Status LlamaModel::AllReduce(std::vector<float>& buf, size_t count) {

@@ -17,11 +17,6 @@
 
 namespace claa {
 
-// Per-item attention reuse (AttnCache, DESIGN.md §3): the item's softmax attention probabilities
-// come from an earlier, similar input instead of Q/K. Implemented outside the runtime
-// (engine/attncache); the model only calls it. Every TP rank calls it for its own query heads,
-// [first_head, first_head + local heads), on its own thread, so implementations must let ranks
-// run concurrently on disjoint heads.
 // A hit's maps as the GPU path (engine/gpu) reads them: fp16 in AttnCache's store layout
 // ([layer][head][packed causal lower triangle of `length` rows], engine/attncache/
 // attention_maps.h). key identifies the maps across forwards (a store entry's id), so a GPU can
@@ -34,6 +29,11 @@ struct HostAttentionMaps {
   int64_t key = -1;
 };
 
+// Per-item attention reuse (AttnCache, DESIGN.md §3): the item's softmax attention probabilities
+// come from an earlier, similar input instead of Q/K. Implemented outside the runtime
+// (engine/attncache); the model only calls it. Every TP rank calls it for its own query heads,
+// [first_head, first_head + local heads), on its own thread, so implementations must let ranks
+// run concurrently on disjoint heads.
 class AttentionReuse {
  public:
   virtual ~AttentionReuse() = default;

@@ -24,35 +24,6 @@ PrefillPruner::PrefillPruner(const PrefillOptions& options, int prompt_len, int 
       is_writer_(comm == nullptr || comm->rank() == 0),
       scorer_(MakeTokenScorer(options.pruning, options.oracle_scores)) {}
 
-absl::Status PrefillPruner::Validate(const PrefillOptions& options, int prompt_len,
-                                     int num_tokens, int num_layers) {
-  CLAA_RETURN_IF_ERROR(ValidatePruningConfig(options.pruning, num_layers));
-  if (options.pruning.prunes() && num_tokens != prompt_len) {
-    return absl::InvalidArgumentError("a pruned prefill must feed exactly the whole prompt");
-  }
-  if (options.pruning.method == PruningMethod::kOracle &&
-      int(options.oracle_scores.size()) != prompt_len) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("oracle pruning needs one score per prompt token: ", prompt_len,
-                     " tokens, ", options.oracle_scores.size(), " scores"));
-  }
-  if (const ScoreCapture* c = options.capture; c != nullptr) {
-    if (options.pruning.prunes()) {
-      return absl::InvalidArgumentError("score capture runs on unpruned prefills only");
-    }
-    if (c->oracle_context_len < 0 || c->oracle_context_len > num_tokens) {
-      return absl::InvalidArgumentError(absl::StrCat("oracle context length ",
-                                                     c->oracle_context_len, " outside [0, ",
-                                                     num_tokens, "]"));
-    }
-    if (c->window < 1 || c->window_pool < 1 || c->window_pool % 2 == 0 ||
-        c->last_query_pool < 1 || c->last_query_pool % 2 == 0) {
-      return absl::InvalidArgumentError("capture window must be >= 1 and pooling kernels odd");
-    }
-  }
-  return absl::OkStatus();
-}
-
 bool PrefillPruner::propagates_selectively() const {
   const PruningMethod m = options_.pruning.method;
   return m == PruningMethod::kClaa || m == PruningMethod::kFastKv || m == PruningMethod::kOracle;

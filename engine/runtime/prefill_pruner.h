@@ -64,10 +64,6 @@ class PrefillPruner {
   PrefillPruner(const PrefillOptions& options, int prompt_len, int num_layers, int local_heads,
                 int local_kv_heads, int head_dim, Communicator* comm);
 
-  // Checks options against the prompt and model; InvalidArgument naming the problem.
-  static absl::Status Validate(const PrefillOptions& options, int prompt_len, int num_tokens,
-                               int num_layers);
-
   // True for CLAA / FastKV / Oracle: rows are dropped after pruning_layer (not GemFilter, whose
   // selection is a separate scoring pass, see RunsScoringPass).
   bool propagates_selectively() const;
