@@ -3,9 +3,11 @@
 
 // What moves between a prefill scheduler and a decode scheduler in disaggregated serving.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "engine/gpu/gpu_model.h"
 #include "engine/runtime/kv_cache.h"
 
 namespace claa {
@@ -31,13 +33,16 @@ class HandoffSink {
   virtual std::string Accept(PrefillHandoff handoff) = 0;
 };
 
-// A KV cache arriving at a decode scheduler, in global KV-head order (engine/runtime/kv_slots.h).
+// A KV cache arriving at a decode scheduler: in host memory, in global KV-head order
+// (engine/runtime/kv_slots.h), or already on the decode GPU (received over NCCL).
 struct ImportedKv {
   std::vector<int> layer_lengths;
   int num_positions = 0;
   int kept_prompt_tokens = 0;
-  // Per layer: [layer_lengths[l]][num_kv_heads][head_dim] fp32.
+  // Per layer: [layer_lengths[l]][num_kv_heads][head_dim] fp32. Empty with device_stage.
   std::vector<std::vector<float>> k, v;
+  // Set when the cache came over an NCCL KV link: it waits in device memory until admission.
+  std::shared_ptr<gpu::GpuKvStage> device_stage;
   std::vector<float> last_logits;
 
   int max_layer_length() const {

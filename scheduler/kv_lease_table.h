@@ -56,6 +56,7 @@ class KvLeaseTable : public HandoffSink {
   // is not handed out again). False when unknown or already released.
   bool Release(const std::string& ticket);
   absl::Time Deadline(const std::string& ticket);
+  absl::Duration lease() const { return lease_; }
   int size();
   // Frees every unpinned lease whose deadline passed (the reaper thread calls it too).
   int ReapExpired(absl::Time now);

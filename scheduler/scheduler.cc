@@ -55,15 +55,24 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::SubmitImported(Generat
                                                                          ImportedKv imported) {
   const ModelConfig& c = model_->config;
   const size_t row = size_t(c.num_kv_heads) * c.head_dim;
-  if (int(imported.layer_lengths.size()) != c.num_layers || int(imported.k.size()) != c.num_layers ||
-      int(imported.v.size()) != c.num_layers) {
+  const bool on_device = imported.device_stage != nullptr;
+  const size_t host_layers = on_device ? 0 : size_t(c.num_layers);
+  if (int(imported.layer_lengths.size()) != c.num_layers || imported.k.size() != host_layers ||
+      imported.v.size() != host_layers) {
     return absl::InvalidArgumentError(absl::StrCat("imported KV has ", imported.layer_lengths.size(),
                                                    " layers, the model ", c.num_layers));
   }
+  if (on_device && imported.device_stage->layer_lengths() != imported.layer_lengths) {
+    return absl::InvalidArgumentError("imported KV: the device stage's lengths differ");
+  }
   for (int l = 0; l < c.num_layers; ++l) {
+    if (imported.layer_lengths[l] < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("imported KV layer ", l, " has length ",
+                                                     imported.layer_lengths[l]));
+    }
+    if (on_device) continue;
     const size_t want = size_t(imported.layer_lengths[l]) * row;
-    if (imported.layer_lengths[l] < 0 || imported.k[l].size() != want ||
-        imported.v[l].size() != want) {
+    if (imported.k[l].size() != want || imported.v[l].size() != want) {
       return absl::InvalidArgumentError(absl::StrCat("imported KV layer ", l, " holds ",
                                                      imported.k[l].size(), " floats, expected ",
                                                      want));
@@ -338,7 +347,10 @@ void Scheduler::ApplyImports() {
     std::unique_ptr<ImportedKv> in = std::move(e->imported);
     SequenceKv* kv = e->seq->kv();
     absl::Status status = absl::OkStatus();
-    for (int l = 0; l < int(in->layer_lengths.size()) && status.ok(); ++l) {
+    if (in->device_stage != nullptr) {
+      status = WriteStagedKv(*model_->runner, *kv, *in->device_stage);
+    }
+    for (int l = 0; l < int(in->k.size()) && status.ok(); ++l) {
       status = WriteKvSlots(*model_->runner, *kv, l, 0, in->layer_lengths[l], in->k[l].data(),
                             in->v[l].data());
     }

@@ -25,8 +25,7 @@ std::shared_ptr<grpc::Channel> ChannelCache::Get(const std::string& address) {
   return channel;
 }
 
-absl::StatusOr<ImportedKv> FetchKv(ChannelCache& channels, const internal::v1::KvTicket& ticket,
-                                   const ModelConfig& config) {
+absl::Status CheckKvLayout(const internal::v1::KvTicket& ticket, const ModelConfig& config) {
   const internal::v1::KvLayout& layout = ticket.layout();
   if (int(layout.num_layers()) != config.num_layers ||
       layout.layer_lengths_size() != config.num_layers ||
@@ -38,6 +37,13 @@ absl::StatusOr<ImportedKv> FetchKv(ChannelCache& channels, const internal::v1::K
         "); this decode worker's model has ", config.num_layers, " x ", config.num_kv_heads,
         " x ", config.head_dim, " (f32)"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ImportedKv> FetchKv(ChannelCache& channels, const internal::v1::KvTicket& ticket,
+                                   const ModelConfig& config) {
+  if (absl::Status s = CheckKvLayout(ticket, config); !s.ok()) return s;
+  const internal::v1::KvLayout& layout = ticket.layout();
   const size_t row = size_t(config.num_kv_heads) * config.head_dim;
   ImportedKv out;
   out.num_positions = int(layout.num_positions());

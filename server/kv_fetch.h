@@ -36,6 +36,10 @@ class ChannelCache {
   std::unordered_map<std::string, std::shared_ptr<grpc::Channel>> channels_;
 };
 
+// FailedPrecondition when the ticket's layout does not match `config` (the decode worker's
+// model): the same check for both transports.
+absl::Status CheckKvLayout(const internal::v1::KvTicket& ticket, const ModelConfig& config);
+
 // Fetches `ticket` from ticket.source(). The result carries no logits (the caller adds them).
 // FailedPrecondition when the layout does not match `config`; Unavailable / DeadlineExceeded /
 // NotFound (lease gone) from the transport, with the peer named.

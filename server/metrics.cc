@@ -68,14 +68,22 @@ ServerMetrics::ServerMetrics(const std::string& model_name, const std::string& r
   };
   kv_transfer_ = &prometheus::BuildHistogram()
                       .Name("claa_kv_transfer_seconds")
-                      .Help("Time to move a prefilled KV cache from a prefill to a decode worker.")
-                      .Register(*registry_)
-                      .Add(role_labels, kTtftBuckets);
+                      .Help("Time to move a prefilled KV cache from a prefill to a decode worker, "
+                            "by transport (grpc: host-staged, nccl: GPU to GPU).")
+                      .Register(*registry_);
   kv_transfer_bytes_ = &prometheus::BuildCounter()
                             .Name("claa_kv_transfer_bytes_total")
-                            .Help("KV cache bytes sent (prefill role) or received (decode role).")
-                            .Register(*registry_)
-                            .Add(role_labels);
+                            .Help("KV cache bytes sent (prefill role) or received (decode role), "
+                                  "by transport (grpc: fp32, nccl: bf16).")
+                            .Register(*registry_);
+  // The host-staged transport's series exist from the start (at zero), as the other metrics'
+  // do, so dashboards and alerts find the metric before the first handoff.
+  {
+    prometheus::Labels grpc = role_labels;
+    grpc["transport"] = "grpc";
+    kv_transfer_->Add(grpc, kTtftBuckets);
+    kv_transfer_bytes_->Add(grpc);
+  }
   decode_queue_ = &prometheus::BuildHistogram()
                        .Name("claa_decode_queue_time_seconds")
                        .Help("Time a handed-off request waited at the decode worker for KV "
@@ -145,9 +153,11 @@ void ServerMetrics::OnRejected(absl::StatusCode code) {
 
 void ServerMetrics::OnPreempted() { preemptions_->Increment(); }
 
-void ServerMetrics::OnKvTransfer(double seconds, uint64_t bytes) {
-  if (seconds >= 0) kv_transfer_->Observe(seconds);
-  kv_transfer_bytes_->Increment(double(bytes));
+void ServerMetrics::OnKvTransfer(double seconds, uint64_t bytes, const std::string& transport) {
+  const prometheus::Labels labels = {
+      {"model_name", model_name_}, {"role", role_}, {"transport", transport}};
+  if (seconds >= 0) kv_transfer_->Add(labels, kTtftBuckets).Observe(seconds);
+  kv_transfer_bytes_->Add(labels).Increment(double(bytes));
 }
 
 void ServerMetrics::OnDecodeQueue(double seconds) { decode_queue_->Observe(seconds); }

@@ -40,10 +40,10 @@ class ServerMetrics : public SchedulerObserver {
   // Requests refused before scheduling (bad input, full queue), by gRPC status code.
   void OnRejected(absl::StatusCode code);
 
-  // Disaggregated serving. A KV cache moved between workers (decode worker: received; prefill
-  // worker: sent with seconds < 0, which counts the bytes only; router: the transfer time the
-  // decode worker reported).
-  void OnKvTransfer(double seconds, uint64_t bytes);
+  // Disaggregated serving. A KV cache moved between workers over `transport` ("grpc" or
+  // "nccl"; decode worker: received; prefill worker: sent with seconds < 0, which counts the
+  // bytes only; router: the transfer time the decode worker reported).
+  void OnKvTransfer(double seconds, uint64_t bytes, const std::string& transport);
   // Time a handed-off request waited at the decode worker before its first token.
   void OnDecodeQueue(double seconds);
   // Prefill worker: KV caches waiting under a lease for a decode worker.
@@ -68,8 +68,9 @@ class ServerMetrics : public SchedulerObserver {
   prometheus::Histogram* queue_;
   prometheus::Family<prometheus::Histogram>* prefill_;
   prometheus::Family<prometheus::Histogram>* kept_ratio_;
-  prometheus::Histogram* kv_transfer_;
-  prometheus::Counter* kv_transfer_bytes_;
+  // Labelled {model_name, role, transport}: "grpc" (host-staged) or "nccl".
+  prometheus::Family<prometheus::Histogram>* kv_transfer_;
+  prometheus::Family<prometheus::Counter>* kv_transfer_bytes_;
   prometheus::Histogram* decode_queue_;
   prometheus::Gauge* leased_tickets_;
   prometheus::Counter* prompt_tokens_;

@@ -19,13 +19,15 @@ constexpr size_t kChunkBytes = size_t{1} << 20;
 
 PrefillWorkerService::PrefillWorkerService(LoadedModel* model, Scheduler* scheduler,
                                            KvLeaseTable* leases, std::string self_address,
-                                           ServerMetrics* metrics, absl::Duration fetch_pin_wait)
+                                           ServerMetrics* metrics, absl::Duration fetch_pin_wait,
+                                           KvLinkSenders* links)
     : model_(model),
       scheduler_(scheduler),
       leases_(leases),
       self_address_(std::move(self_address)),
       metrics_(metrics),
-      fetch_pin_wait_(fetch_pin_wait) {}
+      fetch_pin_wait_(fetch_pin_wait),
+      links_(links) {}
 
 void PrefillWorkerService::set_self_address(const std::string& address) {
   std::lock_guard<std::mutex> lock(address_mu_);
@@ -89,6 +91,7 @@ grpc::Status PrefillWorkerService::Prefill(grpc::ServerContext* context,
   ticket->set_kept_prompt_tokens(event.usage.kept_prompt_tokens);
   ticket->set_lease_deadline_unix_ms(absl::ToUnixMillis(leases_->Deadline(event.handoff_ticket)));
   ticket->set_bytes(KvBytes(c, slots));
+  ticket->set_nccl(links_ != nullptr);
   response->mutable_last_logits()->Assign(event.last_logits.begin(), event.last_logits.end());
   response->set_queue_seconds(event.timing.queue_seconds);
   response->set_prefill_seconds(event.timing.prefill_seconds);
@@ -132,7 +135,7 @@ grpc::Status PrefillWorkerService::FetchKv(grpc::ServerContext* context,
   }
   (*pin)->Finish();
   if (metrics_) {
-    metrics_->OnKvTransfer(-1.0, bytes);
+    metrics_->OnKvTransfer(-1.0, bytes, "grpc");
     metrics_->SetLeasedTickets(leases_->size());
   }
   return grpc::Status::OK;
@@ -157,6 +160,47 @@ grpc::Status PrefillWorkerService::GetLoad(grpc::ServerContext* context,
   response->set_free_kv_blocks(blocks.num_free());
   response->set_total_kv_blocks(blocks.num_blocks());
   response->set_leased_tickets(leases_->size());
+  return grpc::Status::OK;
+}
+
+grpc::Status PrefillWorkerService::OpenKvLink(grpc::ServerContext* context,
+                                              const internal::v1::OpenKvLinkRequest* request,
+                                              internal::v1::OpenKvLinkResponse* response) {
+  if (links_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "this prefill worker sends KV caches over gRPC only (CPU, tp > 1 or "
+                        "--kv_transport=grpc)");
+  }
+  // The decode worker's deadline bounds the join; without one, the lease length does.
+  absl::Time deadline = absl::FromChrono(context->deadline());
+  deadline = std::min(deadline, absl::Now() + leases_->lease());
+  absl::Status opened = links_->Open(request->nccl_id(), request->link_id(), request->peer_id(),
+                                     deadline, [context] { return context->IsCancelled(); });
+  return ToGrpcStatus(opened);
+}
+
+grpc::Status PrefillWorkerService::SendKv(grpc::ServerContext* context,
+                                          const internal::v1::SendKvRequest* request,
+                                          internal::v1::SendKvResponse* response) {
+  if (links_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "this prefill worker sends KV caches over gRPC only");
+  }
+  auto pin = leases_->Acquire(request->ticket_id(), fetch_pin_wait_);
+  if (!pin.ok()) return ToGrpcStatus(pin.status());
+  const absl::Time deadline = std::min(absl::FromChrono(context->deadline()),
+                                       leases_->Deadline(request->ticket_id()));
+  absl::StatusOr<uint64_t> sent =
+      links_->Send(request->link_id(), (*pin)->handoff().kv, deadline,
+                   [context] { return context->IsCancelled(); });
+  // A failed send keeps the lease: the decode worker may still fetch over gRPC.
+  if (!sent.ok()) return ToGrpcStatus(sent.status());
+  (*pin)->Finish();
+  response->set_bytes(*sent);
+  if (metrics_) {
+    metrics_->OnKvTransfer(-1.0, *sent, "nccl");  // the decode side times transfers
+    metrics_->SetLeasedTickets(leases_->size());
+  }
   return grpc::Status::OK;
 }
 

@@ -12,6 +12,7 @@
 #include "engine/generate/loaded_model.h"
 #include "scheduler/kv_lease_table.h"
 #include "scheduler/scheduler.h"
+#include "server/kv_links.h"
 #include "server/metrics.h"
 
 namespace claa {
@@ -22,10 +23,12 @@ class PrefillWorkerService final : public internal::v1::PrefillWorker::Service {
   // must outlive the service; metrics may be null. fetch_pin_wait: how long a FetchKv of a
   // ticket that another fetch still holds waits for it (claa-server --kv_fetch_wait_ms): after
   // a transfer is cut, the router retries on another decode worker, possibly before the cut
-  // fetch's handler has ended.
+  // fetch's handler has ended. links: the NCCL transport's ends (null: tickets say gRPC only,
+  // OpenKvLink / SendKv answer FAILED_PRECONDITION).
   PrefillWorkerService(LoadedModel* model, Scheduler* scheduler, KvLeaseTable* leases,
                        std::string self_address, ServerMetrics* metrics,
-                       absl::Duration fetch_pin_wait = absl::Seconds(5));
+                       absl::Duration fetch_pin_wait = absl::Seconds(5),
+                       KvLinkSenders* links = nullptr);
 
   grpc::Status Prefill(grpc::ServerContext* context, const internal::v1::PrefillRequest* request,
                        internal::v1::PrefillResponse* response) override;
@@ -36,6 +39,11 @@ class PrefillWorkerService final : public internal::v1::PrefillWorker::Service {
                          internal::v1::ReleaseKvResponse* response) override;
   grpc::Status GetLoad(grpc::ServerContext* context, const internal::v1::LoadRequest* request,
                        internal::v1::WorkerLoad* response) override;
+  grpc::Status OpenKvLink(grpc::ServerContext* context,
+                          const internal::v1::OpenKvLinkRequest* request,
+                          internal::v1::OpenKvLinkResponse* response) override;
+  grpc::Status SendKv(grpc::ServerContext* context, const internal::v1::SendKvRequest* request,
+                      internal::v1::SendKvResponse* response) override;
 
   // The address is known only once the server has bound its port.
   void set_self_address(const std::string& address);
@@ -49,6 +57,7 @@ class PrefillWorkerService final : public internal::v1::PrefillWorker::Service {
   std::string self_address_;
   ServerMetrics* metrics_;
   const absl::Duration fetch_pin_wait_;
+  KvLinkSenders* links_;
 };
 
 }  // namespace claa

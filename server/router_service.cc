@@ -201,7 +201,8 @@ grpc::Status RouterService::RelayDecode(grpc::ServerContext* context, const Writ
     if (event.has_handoff()) {
       handoff = event.handoff();
       if (metrics_) {
-        metrics_->OnKvTransfer(handoff.kv_transfer_seconds(), 0);
+        metrics_->OnKvTransfer(handoff.kv_transfer_seconds(), 0,
+                               handoff.transport().empty() ? "grpc" : handoff.transport());
         metrics_->OnDecodeQueue(handoff.decode_queue_seconds());
       }
       continue;

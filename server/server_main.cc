@@ -27,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "scheduler/kv_lease_table.h"
 #include "server/decode_worker_service.h"
+#include "server/kv_links.h"
 #include "server/generation_service.h"
 #include "server/metrics.h"
 #include "server/prefill_service.h"
@@ -45,6 +46,12 @@ ABSL_FLAG(std::string, decode_workers, "",
           "router: comma-separated host:port of decode workers.");
 ABSL_FLAG(std::string, advertise_address, "",
           "prefill: host:port decode workers fetch KV caches from (default --host:bound port).");
+ABSL_FLAG(std::string, kv_transport, "auto",
+          "prefill / decode: how prefilled KV caches move. auto: GPU to GPU over NCCL when both "
+          "workers run on one GPU each (--device=cuda, --tp=1), else host-staged over gRPC; a "
+          "failed NCCL transfer falls back to gRPC. nccl: NCCL only (the worker must run on one "
+          "GPU; a failed transfer fails the request, which the router retries elsewhere). grpc: "
+          "never NCCL.");
 ABSL_FLAG(int, kv_lease_seconds, 30,
           "prefill: a prefilled KV cache nobody fetched is freed after this many seconds.");
 // Deadlines between router and workers. The defaults suit workers on one network; slow builds
@@ -74,8 +81,8 @@ ABSL_FLAG(int, tp, 1,
 ABSL_FLAG(std::string, device, "auto",
           "Where the model runs: cpu; cuda (the CUDA backend libclaa_cuda_backend.so, loaded "
           "with dlopen, bf16 on the GPU; start-up fails without it or a GPU); auto (cuda when "
-          "the library and a GPU are there, else cpu). Prefill and decode workers hand their KV "
-          "caches over through host memory (gRPC), whatever each one runs on.");
+          "the library and a GPU are there, else cpu). Prefill and decode workers on GPUs hand their "
+          "KV caches over with NCCL (see --kv_transport), others through host memory (gRPC).");
 ABSL_FLAG(int, gpu_device, 0, "First CUDA device of the model's GPUs (--device=cuda/auto).");
 ABSL_FLAG(int, kv_cache_mb, 512,
           "KV cache budget in MiB (fp32, all ranks). It bounds concurrent tokens and, for "
@@ -227,6 +234,9 @@ int main(int argc, char** argv) {
   if (load.tp_size < 1) return Fail("--tp must be >= 1");
   if (load.block_size < 1) return Fail("--block_size must be >= 1");
   if (absl::GetFlag(FLAGS_kv_cache_mb) < 1) return Fail("--kv_cache_mb must be >= 1");
+  absl::StatusOr<claa::KvTransport> transport =
+      claa::ParseKvTransport(absl::GetFlag(FLAGS_kv_transport));
+  if (!transport.ok()) return Fail(std::string(transport.status().message()));
   std::cerr << "claa-server: loading "
             << (load.model_dir.empty() ? "the built-in demo model (random weights)"
                                        : load.model_dir)
@@ -278,6 +288,23 @@ int main(int argc, char** argv) {
   std::unique_ptr<claa::WorkerPool> prefill_pool, decode_pool;
   std::unique_ptr<grpc::Service> service;
   claa::PrefillWorkerService* prefill_service = nullptr;
+  std::unique_ptr<claa::KvLinkSenders> kv_links;
+  // The NCCL links run on single-GPU models; anything else keeps the gRPC transport.
+  const bool nccl_capable = (*model)->runner != nullptr && (*model)->runner->on_gpu() &&
+                            (*model)->runner->tp_size() == 1;
+  if ((role == "prefill" || role == "decode") && *transport == claa::KvTransport::kNccl &&
+      !nccl_capable) {
+    return Fail("--kv_transport=nccl needs the worker's model on one GPU (--device=cuda, --tp=1)");
+  }
+  if (role == "prefill" || role == "decode") {
+    std::cerr << "claa-server: KV handoff "
+              << (nccl_capable && *transport != claa::KvTransport::kGrpc
+                      ? (*transport == claa::KvTransport::kNccl
+                             ? "over NCCL only"
+                             : "over NCCL where the other worker offers it, else gRPC")
+                      : "over gRPC (host-staged)")
+              << std::endl;
+  }
   if (role == "prefill") {
     if (absl::GetFlag(FLAGS_kv_lease_seconds) < 1) return Fail("--kv_lease_seconds must be >= 1");
     if (absl::GetFlag(FLAGS_kv_fetch_wait_ms) < 0) return Fail("--kv_fetch_wait_ms must be >= 0");
@@ -297,16 +324,19 @@ int main(int argc, char** argv) {
     sched.handoff_sink = leases.get();
     scheduler = std::make_unique<claa::Scheduler>(model->get(), sched, &metrics);
     wake_on_free = scheduler.get();
+    if (nccl_capable && *transport != claa::KvTransport::kGrpc) {
+      kv_links = std::make_unique<claa::KvLinkSenders>(&(*model)->runner->gpu_model());
+    }
     auto s = std::make_unique<claa::PrefillWorkerService>(
         model->get(), scheduler.get(), leases.get(), "", &metrics,
-        absl::Milliseconds(absl::GetFlag(FLAGS_kv_fetch_wait_ms)));
+        absl::Milliseconds(absl::GetFlag(FLAGS_kv_fetch_wait_ms)), kv_links.get());
     prefill_service = s.get();
     service = std::move(s);
   } else if (role == "decode") {
     scheduler = std::make_unique<claa::Scheduler>(model->get(), sched, &metrics);
     service = std::make_unique<claa::DecodeWorkerService>(
         model->get(), scheduler.get(), &metrics, security->internal_client.credentials,
-        security->internal_client.server_name);
+        security->internal_client.server_name, *transport);
   } else if (role == "router") {
     auto split = [](const std::string& list) {
       std::vector<std::string> out;

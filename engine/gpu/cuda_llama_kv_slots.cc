@@ -1,10 +1,13 @@
-// CudaLlamaModel's side of the host-staged KV handoff (GpuModel::ReadKvSlots / WriteKvSlots):
-// a sequence's slots between the device's paged bf16 pools and flat fp32 host rows in global
-// KV-head order, the wire format of disaggregated serving (engine/runtime/kv_slots.h).
+// CudaLlamaModel's side of the KV handoff of disaggregated serving: the host-staged form
+// (GpuModel::ReadKvSlots / WriteKvSlots: a sequence's slots between the device's paged bf16
+// pools and flat fp32 host rows in global KV-head order, engine/runtime/kv_slots.h) and the
+// NCCL links between processes (OpenKvLink, WriteStagedKv; peer_kv_link.h).
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
 #include "engine/gpu/cuda_llama_model.h"
+#include "engine/gpu/kv_transfer.h"
+#include "engine/gpu/peer_kv_link.h"
 #include "engine/util/status_macros.h"
 
 namespace claa::gpu {
@@ -36,11 +39,7 @@ absl::Status CudaLlamaModel::CopyKvSlots(const SequenceKv& kv, int layer, int fi
   const size_t head0 = size_t(tp_.rank) * row;  // this rank's first column of a flat row
 
   std::lock_guard<std::mutex> lock(transfer_mu_);
-  CLAA_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
-  if (transfer_stream_ == nullptr) {
-    CLAA_CUDA_RETURN_IF_ERROR(
-        cudaStreamCreateWithFlags(&transfer_stream_, cudaStreamNonBlocking));
-  }
+  CLAA_RETURN_IF_ERROR(EnsureTransferStream());
   CLAA_RETURN_IF_ERROR(transfer_staging_.Reserve(2 * size_t(n) * row * sizeof(Bf16)));
   Bf16* stage_k = transfer_staging_.get<Bf16>();
   Bf16* stage_v = stage_k + size_t(n) * row;
@@ -88,6 +87,46 @@ absl::Status CudaLlamaModel::CopyKvSlots(const SequenceKv& kv, int layer, int fi
       }
     }
   }
+  return absl::OkStatus();
+}
+
+}  // namespace claa::gpu
+
+namespace claa::gpu {
+
+absl::Status CudaLlamaModel::EnsureTransferStream() {
+  CLAA_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
+  if (transfer_stream_ == nullptr) {
+    CLAA_CUDA_RETURN_IF_ERROR(
+        cudaStreamCreateWithFlags(&transfer_stream_, cudaStreamNonBlocking));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> CudaLlamaModel::NewKvLinkId() {
+  if (tp_.size != 1) return absl::UnimplementedError("NCCL KV links need a single-GPU model");
+  return PeerKvLink::NewId();
+}
+
+absl::StatusOr<std::unique_ptr<GpuKvLink>> CudaLlamaModel::OpenKvLink(
+    const std::string& id, int rank, absl::Time deadline,
+    const std::function<bool()>& cancelled) {
+  CLAA_ASSIGN_OR_RETURN(std::unique_ptr<PeerKvLink> link,
+                        PeerKvLink::Open(this, id, rank, deadline, cancelled));
+  return std::unique_ptr<GpuKvLink>(std::move(link));
+}
+
+absl::Status CudaLlamaModel::WriteStagedKv(const GpuKvStage& stage, const SequenceKv& kv) {
+  const auto* device_stage = dynamic_cast<const DeviceKvStage*>(&stage);
+  if (device_stage == nullptr || device_stage->device() != options_.device) {
+    return absl::InvalidArgumentError("the KV stage was not received on this model's GPU");
+  }
+  std::lock_guard<std::mutex> lock(transfer_mu_);
+  CLAA_RETURN_IF_ERROR(EnsureTransferStream());
+  if (stage_packer_ == nullptr) stage_packer_ = std::make_unique<KvPacker>();
+  CLAA_RETURN_IF_ERROR(stage_packer_->Unpack(*this, kv, stage.layer_lengths(),
+                                             device_stage->data(), transfer_stream_));
+  CLAA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(transfer_stream_));
   return absl::OkStatus();
 }
 

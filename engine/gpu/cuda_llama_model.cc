@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/gpu/batch_validation.h"
+#include "engine/gpu/kv_transfer.h"  // KvPacker: stage_packer_'s destructor
 #include "engine/runtime/cpu_ops.h"
 #include "engine/util/status_macros.h"
 #include "kernels/model_kernels.h"

@@ -47,6 +47,8 @@
 
 namespace claa::gpu {
 
+class KvPacker;  // kv_transfer.h
+
 // One rank's place in a tensor-parallel group (size 1: no group).
 struct TpRank {
   int rank = 0;
@@ -90,6 +92,12 @@ class CudaLlamaModel final : public GpuModel {
                            float* v) override;
   absl::Status WriteKvSlots(const SequenceKv& kv, int layer, int first, int n, const float* k,
                             const float* v) override;
+  // NCCL KV links between processes (peer_kv_link.h); tp = 1 only.
+  absl::StatusOr<std::string> NewKvLinkId() override;
+  absl::StatusOr<std::unique_ptr<GpuKvLink>> OpenKvLink(
+      const std::string& id, int rank, absl::Time deadline,
+      const std::function<bool()>& cancelled) override;
+  absl::Status WriteStagedKv(const GpuKvStage& stage, const SequenceKv& kv) override;
 
   // The stream every kernel of this model runs on (benchmarks record events on it).
   cudaStream_t stream() const { return stream_; }
@@ -198,6 +206,8 @@ class CudaLlamaModel final : public GpuModel {
   std::mutex transfer_mu_;
   cudaStream_t transfer_stream_ = nullptr;  // guarded by transfer_mu_; created on first use
   PinnedBuffer transfer_staging_;           // guarded by transfer_mu_
+  std::unique_ptr<KvPacker> stage_packer_;  // guarded by transfer_mu_ (WriteStagedKv)
+  absl::Status EnsureTransferStream();      // callers hold transfer_mu_
 
   // Where the last forward's selection scores live in scratch_: [item] -> (offset, count).
   std::vector<std::pair<size_t, int>> selection_scores_;

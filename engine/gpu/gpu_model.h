@@ -15,12 +15,14 @@
 // rounding (tests/gpu/gpu_model_check.cc states the tolerances).
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "engine/model/config.h"
 #include "engine/model/weights.h"
@@ -37,6 +39,35 @@ struct GpuModelOptions {
   // AttnCache hits: device memory (per GPU) for reused attention maps kept resident between
   // requests (engine/gpu/attention_map_tier.h); maps beyond it are uploaded for each use.
   size_t attention_map_bytes = size_t{2} << 30;
+};
+
+// A KV cache received over a GpuKvLink, waiting in the receiving model's device memory until
+// GpuModel::WriteStagedKv puts it into a sequence's blocks (the decode scheduler admits the
+// request in between). Dropping it frees the memory.
+class GpuKvStage {
+ public:
+  virtual ~GpuKvStage() = default;
+  virtual const std::vector<int>& layer_lengths() const = 0;
+  virtual size_t bytes() const = 0;  // K + V, bf16
+};
+
+// One end of a point-to-point NCCL communicator between two processes (the NCCL transport of
+// disaggregated serving: the prefill worker's model is rank 0, the decode worker's rank 1).
+// Transfers on a link run one at a time and in the same order at both ends; the caller's
+// protocol (server/kv_links.h) makes sure. Every wait is bounded: a missing or dead peer, a
+// passed deadline or `cancelled()` returning true aborts the communicator (ncclCommAbort), so
+// no thread hangs in NCCL; the link is then broken() and must be replaced at both ends.
+class GpuKvLink {
+ public:
+  virtual ~GpuKvLink() = default;
+  // Sends kv's cache (kv.layer_lengths slots of every layer, bf16 K and V).
+  virtual absl::Status Send(const SequenceKv& kv, absl::Time deadline,
+                            const std::function<bool()>& cancelled) = 0;
+  // Receives a cache of `layer_lengths` slots per layer into a new stage.
+  virtual absl::StatusOr<std::unique_ptr<GpuKvStage>> Recv(
+      absl::Span<const int> layer_lengths, absl::Time deadline,
+      const std::function<bool()>& cancelled) = 0;
+  virtual bool broken() const = 0;
 };
 
 class GpuModel {
@@ -76,6 +107,26 @@ class GpuModel {
                                    float* v) = 0;
   virtual absl::Status WriteKvSlots(const SequenceKv& kv, int layer, int first, int n,
                                     const float* k, const float* v) = 0;
+
+  // The NCCL transport of the KV handoff between processes; single-GPU models only (a
+  // tensor-parallel model answers Unimplemented and the server keeps the host-staged path).
+  // NewKvLinkId: a fresh ncclUniqueId (opaque bytes) for both ends' OpenKvLink; this process
+  // must open one end of it. OpenKvLink joins the two-rank communicator `id` as `rank` (0 or 1)
+  // and returns once the peer has joined too, or DeadlineExceeded / Cancelled (cancelled()
+  // returned true, e.g. the peer's call failed).
+  virtual absl::StatusOr<std::string> NewKvLinkId() {
+    return absl::UnimplementedError("NCCL KV links need a single-GPU model");
+  }
+  virtual absl::StatusOr<std::unique_ptr<GpuKvLink>> OpenKvLink(
+      const std::string& id, int rank, absl::Time deadline,
+      const std::function<bool()>& cancelled) {
+    return absl::UnimplementedError("NCCL KV links need a single-GPU model");
+  }
+  // Writes a received stage into kv's blocks (which must cover its lengths); lengths and
+  // positions are the caller's to set, as with WriteKvSlots. Thread-safe like WriteKvSlots.
+  virtual absl::Status WriteStagedKv(const GpuKvStage& stage, const SequenceKv& kv) {
+    return absl::UnimplementedError("NCCL KV links need a single-GPU model");
+  }
 
   // Evaluation / checks: the per-token score that selected item `item`'s kept tokens in the
   // last Forward (CLAA: z-score max; FastKV / GemFilter: head sum; Oracle: the given scores),
@@ -122,8 +173,9 @@ class GpuBackend {
 struct GpuBackendAbi {
   // 2: tensor parallelism (tp_size, CreateTpModel, CreateRandomTpModel); 3: attention reuse
   // on the GPU (AttentionReuse's host_maps / capture_output, attention_map_bytes); 4: KV slot
-  // reads and writes (disaggregated serving on GPUs).
-  int version = 4;
+  // reads and writes (disaggregated serving on GPUs); 5: NCCL KV links between processes
+  // (NewKvLinkId, OpenKvLink, WriteStagedKv).
+  int version = 5;
   size_t forward_item_size = sizeof(ForwardItem);
   size_t sequence_kv_size = sizeof(SequenceKv);
   size_t prefill_options_size = sizeof(PrefillOptions);

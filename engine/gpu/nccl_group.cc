@@ -14,6 +14,11 @@ absl::Status NcclCheck(ncclResult_t result, const char* what) {
       absl::StrFormat("%s: NCCL error %d (%s)", what, int(result), ncclGetErrorString(result)));
 }
 
+void DisableNvlsUnlessSet() {
+  // NVLink SHARP (NVLS) multicast objects fail to allocate on the lent H200 machines.
+  setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
+}
+
 absl::StatusOr<std::shared_ptr<NcclGroup>> NcclGroup::Create(int first_device, int size) {
   int count = 0;
   CLAA_CUDA_RETURN_IF_ERROR(cudaGetDeviceCount(&count));
@@ -22,8 +27,7 @@ absl::StatusOr<std::shared_ptr<NcclGroup>> NcclGroup::Create(int first_device, i
         "tensor parallelism over %d GPUs from device %d needs %d devices; %d visible", size,
         first_device, first_device + size, count));
   }
-  // NVLink SHARP (NVLS) multicast objects fail to allocate on the lent H200 machines.
-  setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
+  DisableNvlsUnlessSet();
   std::vector<int> devices(size);
   std::iota(devices.begin(), devices.end(), first_device);
   std::vector<ncclComm_t> comms(size, nullptr);

@@ -38,6 +38,10 @@ absl::Status NcclCheck(ncclResult_t result, const char* what);
     }                                                                          \
   } while (0)
 
+// Sets NCCL_NVLS_ENABLE=0 unless the environment says otherwise; called before any
+// communicator is created.
+void DisableNvlsUnlessSet();
+
 // The communicators of devices first_device .. first_device + size - 1 (ncclCommInitAll).
 class NcclGroup {
  public:

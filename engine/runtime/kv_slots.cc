@@ -70,4 +70,22 @@ absl::Status WriteKvSlots(ModelRunner& runner, const SequenceKv& kv, int layer, 
   return absl::OkStatus();
 }
 
+absl::Status WriteStagedKv(ModelRunner& runner, const SequenceKv& kv,
+                           const gpu::GpuKvStage& stage) {
+  if (!runner.on_gpu()) {
+    return absl::FailedPreconditionError("a KV stage received over NCCL needs a GPU model");
+  }
+  if (int(stage.layer_lengths().size()) != runner.config().num_layers) {
+    return absl::InvalidArgumentError("the KV stage has the wrong number of layers");
+  }
+  const int capacity = int(kv.capacity(runner.block_size()));
+  for (int len : stage.layer_lengths()) {
+    if (len < 0 || len > capacity) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "the KV stage holds %d slots of a layer; the sequence has room for %d", len, capacity));
+    }
+  }
+  return runner.gpu_model().WriteStagedKv(stage, kv);
+}
+
 }  // namespace claa

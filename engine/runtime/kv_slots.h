@@ -30,6 +30,11 @@ absl::Status ReadKvSlots(ModelRunner& runner, const SequenceKv& kv, int layer, i
 absl::Status WriteKvSlots(ModelRunner& runner, const SequenceKv& kv, int layer, int first, int n,
                           const float* k, const float* v);
 
+// Writes a cache received over an NCCL KV link (engine/gpu/gpu_model.h's GpuKvStage) into
+// kv's blocks, which must cover its lengths. FailedPrecondition off the GPU.
+absl::Status WriteStagedKv(ModelRunner& runner, const SequenceKv& kv,
+                           const gpu::GpuKvStage& stage);
+
 }  // namespace claa
 
 #endif  // CLAA_ENGINE_RUNTIME_KV_SLOTS_H_

@@ -32,8 +32,10 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "engine/attncache/attention_reuse.h"
 #include "engine/gpu/backend_loader.h"
 #include "engine/model/model_loader.h"
@@ -817,6 +819,128 @@ TEST_P(GpuKvSlots, ReadAfterPrefillAndDecodeAfterWrite) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tp, GpuKvSlots, ::testing::Values(1, 2), TpName);
+
+// The NCCL transport between worker processes (GpuModel::OpenKvLink, engine/gpu/peer_kv_link.h),
+// here with both ends in one process on two GPUs (one thread each, as two processes would be):
+// a CLAA-pruned prefill's compact cache goes GPU 0 -> GPU 1 into different block ids and reads
+// back bit for bit, and the next token decodes alike on both. Then every wait is bounded: a
+// receive nobody sends to, and a join nobody answers, end at their deadline or cancel, and a
+// new link works afterwards.
+TEST(GpuKvLink, CompactCacheBetweenGpusAndBoundedWaits) {
+  REQUIRE_GPU_BACKEND();
+  REQUIRE_GPUS(2);
+  const ModelConfig c = RandomConfig(64, 4);
+  ModelWeights w = RandomShards(c, 43)(TpShard{});
+  RoundWeights(w);
+  GpuModelOptions o0, o1;
+  o0.num_blocks = o1.num_blocks = kNumBlocks;
+  o0.block_size = o1.block_size = kBlockSize;
+  o1.device = 1;
+  auto a = (*Library())->backend().CreateModel(w, o0);
+  auto b = (*Library())->backend().CreateModel(w, o1);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << " / " << b.status();
+  GpuModel& src = **a;
+  GpuModel& dst = **b;
+
+  const int n = 300;
+  const std::vector<int32_t> prompt = RandomTokens(n, c.vocab_size, 9);
+  SequenceKv ka(c.num_layers), kb(c.num_layers);
+  for (int i = 0; i < (n + kBlockSize) / kBlockSize + 1; ++i) {
+    ka.blocks.push_back(i);
+    kb.blocks.push_back(kNumBlocks - 1 - i);  // other ids: the receiver writes at its own
+  }
+  PrefillOptions opts;
+  opts.pruning = DefaultPruningConfig(PruningMethod::kClaa, c.num_layers, 0.2);
+  ForwardItem item{&ka, prompt, 0, &opts};
+  std::vector<float> logits;
+  ASSERT_TRUE(src.Forward(absl::MakeConstSpan(&item, 1), &logits, false).ok());
+  EXPECT_LT(ka.layer_lengths.back(), n) << "the prefill should have pruned the cache";
+
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  absl::StatusOr<std::string> id = dst.NewKvLinkId();
+  ASSERT_TRUE(id.ok()) << id.status();
+  absl::StatusOr<std::unique_ptr<GpuKvLink>> sender = absl::UnknownError("not run");
+  std::thread join([&] { sender = src.OpenKvLink(*id, 0, deadline, nullptr); });
+  absl::StatusOr<std::unique_ptr<GpuKvLink>> receiver = dst.OpenKvLink(*id, 1, deadline, nullptr);
+  join.join();
+  ASSERT_TRUE(sender.ok() && receiver.ok()) << sender.status() << " / " << receiver.status();
+
+  absl::Status sent = absl::UnknownError("not run");
+  std::thread send([&] { sent = (*sender)->Send(ka, deadline, nullptr); });
+  auto stage = (*receiver)->Recv(ka.layer_lengths, deadline, nullptr);
+  send.join();
+  ASSERT_TRUE(sent.ok()) << sent;
+  ASSERT_TRUE(stage.ok()) << stage.status();
+  size_t slots = 0;
+  for (int len : ka.layer_lengths) slots += len;
+  EXPECT_EQ((*stage)->bytes(), 2 * slots * c.num_kv_heads * c.head_dim * 2)
+      << "the link moves the compact cache's bf16 bytes";
+  ASSERT_TRUE(dst.WriteStagedKv(**stage, kb).ok());
+  kb.layer_lengths = ka.layer_lengths;
+  kb.num_positions = ka.num_positions;
+
+  const size_t row = size_t(c.num_kv_heads) * c.head_dim;
+  bool same = true;
+  for (int l = 0; l < c.num_layers; ++l) {
+    const int len = ka.layer_lengths[l];
+    std::vector<float> k0(len * row), v0(len * row), k1(len * row), v1(len * row);
+    ASSERT_TRUE(src.ReadKvSlots(ka, l, 0, len, k0.data(), v0.data()).ok());
+    ASSERT_TRUE(dst.ReadKvSlots(kb, l, 0, len, k1.data(), v1.data()).ok());
+    same = same && k0 == k1 && v0 == v1;
+  }
+  EXPECT_TRUE(same) << "the received cache differs from the sent one";
+  Rows().push_back({"kv link: received compact cache == sent", 0, 0, 0, "bitwise", same});
+
+  const int32_t next = 5;
+  ForwardItem da{&ka, absl::MakeConstSpan(&next, 1), ka.num_positions};
+  ForwardItem db{&kb, absl::MakeConstSpan(&next, 1), kb.num_positions};
+  std::vector<float> la, lb;
+  ASSERT_TRUE(src.Forward(absl::MakeConstSpan(&da, 1), &la, false).ok());
+  ASSERT_TRUE(dst.Forward(absl::MakeConstSpan(&db, 1), &lb, false).ok());
+  EXPECT_TRUE(CompareLogits("kv link: decode after the transfer", lb, la, c.vocab_size));
+
+  // A receive nobody sends to ends at its deadline and breaks the link. The other end's next
+  // send returns in bounded time too: small messages fit NCCL's buffers, so it may even
+  // "succeed" into the aborted peer (the server's protocol never reuses a link after an abort:
+  // the decode worker opens a new one, which replaces the old one at the prefill worker).
+  absl::Time t0 = absl::Now();
+  auto lost = (*receiver)->Recv(ka.layer_lengths, absl::Now() + absl::Milliseconds(300), nullptr);
+  const double waited = absl::ToDoubleSeconds(absl::Now() - t0);
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kDeadlineExceeded) << lost.status();
+  EXPECT_LT(waited, 5.0);
+  EXPECT_TRUE((*receiver)->broken());
+  t0 = absl::Now();
+  absl::Status orphan = (*sender)->Send(ka, absl::Now() + absl::Milliseconds(500), nullptr);
+  const double orphan_s = absl::ToDoubleSeconds(absl::Now() - t0);
+  EXPECT_LT(orphan_s, 6.0);
+  std::printf("kv link: receive without a sender ended after %.3f s (%s); a send to the aborted "
+              "peer returned after %.3f s (%s)\n", waited, lost.status().ToString().c_str(),
+              orphan_s, orphan.ToString().c_str());
+  Rows().push_back({"kv link: lost peer ends at the deadline", waited, 0, 0, "seconds",
+                    lost.status().code() == absl::StatusCode::kDeadlineExceeded});
+
+  // A join nobody answers ends when cancelled.
+  absl::StatusOr<std::string> lonely = dst.NewKvLinkId();
+  ASSERT_TRUE(lonely.ok());
+  const absl::Time cancel_at = absl::Now() + absl::Milliseconds(200);
+  auto cancelled = dst.OpenKvLink(*lonely, 1, absl::Now() + absl::Seconds(60),
+                                  [&] { return absl::Now() > cancel_at; });
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled) << cancelled.status();
+
+  // A fresh link works again.
+  sender->reset();
+  receiver->reset();
+  id = dst.NewKvLinkId();
+  ASSERT_TRUE(id.ok());
+  std::thread rejoin([&] { sender = src.OpenKvLink(*id, 0, deadline, nullptr); });
+  receiver = dst.OpenKvLink(*id, 1, deadline, nullptr);
+  rejoin.join();
+  ASSERT_TRUE(sender.ok() && receiver.ok()) << sender.status() << " / " << receiver.status();
+  std::thread resend([&] { sent = (*sender)->Send(ka, deadline, nullptr); });
+  stage = (*receiver)->Recv(ka.layer_lengths, deadline, nullptr);
+  resend.join();
+  EXPECT_TRUE(sent.ok() && stage.ok()) << sent << " / " << stage.status();
+}
 
 }  // namespace
 }  // namespace claa::gpu

@@ -2,7 +2,9 @@
 // workers (stories260K) against a --role=all server. Greedy outputs are identical for 200
 // concurrent requests of mixed lengths and pruning methods; a decode worker killed mid-stream
 // fails only its own requests, clearly; Abort frees blocks on both sides; a CLAA keep-0.2
-// handoff moves exactly the compact cache's bytes.
+// handoff moves exactly the compact cache's bytes (over gRPC on the CPU); --kv_transport=nccl
+// is refused off a GPU. (The NCCL transport between GPU workers: tests/integration/
+// gpu_server_test.cc.)
 #include <signal.h>
 
 #include <atomic>
@@ -199,6 +201,30 @@ TEST_F(DisaggTest, ClaaHandoffMovesTheCompactCacheBytes) {
   EXPECT_EQ(received, compact);
   EXPECT_EQ(sent, compact);
   EXPECT_LT(compact, 5.0 * 200 * 4 * 8 * 2 * sizeof(float) / 4);  // a fifth of the full cache
+  // CPU workers hand over host-staged, and say so in the metric's transport label.
+  const std::string metrics = cluster.decode(0).FetchMetrics() + cluster.decode(1).FetchMetrics();
+  EXPECT_NE(metrics.find("transport=\"grpc\""), std::string::npos);
+  EXPECT_EQ(metrics.find("transport=\"nccl\""), std::string::npos);
+}
+
+// Start-up refusals: an unknown transport, and NCCL for a worker that is not on one GPU.
+TEST(DisaggFlags, KvTransportIsChecked) {
+  auto run = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", CLAA_SERVER_BINARY,
+                               "--port=0", "--metrics_port=-1"});
+    ::claa::testing::ChildProcess p;
+    EXPECT_TRUE(p.Start(args));
+    std::string out = p.ReadAll();
+    return std::make_pair(p.Wait(), out);
+  };
+  auto [code, out] = run({"--role=decode", "--kv_transport=fast"});
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("--kv_transport must be auto, grpc or nccl"), std::string::npos) << out;
+  std::tie(code, out) = run({"--role=prefill", "--device=cpu", "--kv_transport=nccl"});
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("--kv_transport=nccl needs the worker's model on one GPU"),
+            std::string::npos)
+      << out;
 }
 
 }  // namespace

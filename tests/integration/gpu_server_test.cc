@@ -3,8 +3,9 @@
 // over two, concurrent requests, a CLAA-pruned prefill, and the prefill-only RPCs (Score,
 // Classify, Embed) with AttnCache on the GPU (an inserting miss, then a hit on the maps it
 // stored), and disaggregated serving with prefill and decode workers on GPUs (their KV caches
-// handed over through host memory). Without the backend library (a
-// build without nvcc) or without enough GPUs (CI), each case skips and says why.
+// handed over GPU to GPU with NCCL between worker processes on one GPU each, through host
+// memory at tp 2 and with --kv_transport=grpc). Without the backend library (a build without
+// nvcc) or without enough GPUs (CI), each case skips and says why.
 //
 // Tolerance: the GPU runs bf16 with fp32 accumulation, the CPU fp32, so greedy texts agree until
 // a near-tie flips (tests/gpu/gpu_model_check.cc measures logits). The first kMustMatch tokens
@@ -14,6 +15,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "claa/v1/prefill.grpc.pb.h"
@@ -68,6 +70,18 @@ std::string GpuUnavailable(int gpus) {
     return "needs " + std::to_string(gpus) + " GPUs, " + std::to_string(count) + " visible";
   }
   return "";
+}
+
+// Sum of the samples of metric `name` whose labels contain `label` (e.g. transport="nccl").
+double SumSamples(const std::string& text, const std::string& name, const std::string& label) {
+  double sum = 0;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(name + "{", 0) == 0 && line.find(label) != std::string::npos) {
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return sum;
 }
 
 // Beyond the lone greedy request `got` (and the CPU server's `want`): concurrent requests of
@@ -265,6 +279,60 @@ TEST_P(GpuServerTest, DisaggregatedWorkersOnGpus) {
 
   ExpectBatchingAndPruning(cluster.router().stub(), prompt, got, want);
   EXPECT_TRUE(cluster.Drains({0, 1}, {0, 1})) << "KV blocks or leases left on a GPU worker";
+
+  // Which transport moved the caches: NCCL between single-GPU workers on two GPUs (the default
+  // --kv_transport=auto); host-staged gRPC at tp 2, and on one GPU, where NCCL refuses two
+  // ranks on the same device and auto falls back. Bytes sent equal bytes received.
+  const std::string nccl = "transport=\"nccl\"", grpc = "transport=\"grpc\"";
+  double sent_nccl = 0, got_nccl = 0, got_grpc = 0;
+  for (int w = 0; w < 2; ++w) {
+    sent_nccl += SumSamples(cluster.prefill(w).FetchMetrics(), "claa_kv_transfer_bytes_total", nccl);
+    const std::string d = cluster.decode(w).FetchMetrics();
+    got_nccl += SumSamples(d, "claa_kv_transfer_bytes_total", nccl);
+    got_grpc += SumSamples(d, "claa_kv_transfer_bytes_total", grpc);
+  }
+  std::printf("tp=%d disaggregated on GPUs: KV bytes over NCCL %.0f (sent %.0f), over gRPC %.0f\n",
+              tp, got_nccl, sent_nccl, got_grpc);
+  if (tp == 1 && two_gpus) {
+    EXPECT_GT(got_nccl, 0) << "single-GPU workers should hand KV caches over with NCCL";
+    EXPECT_EQ(got_grpc, 0) << "no NCCL transfer should have fallen back to gRPC";
+    EXPECT_EQ(got_nccl, sent_nccl);
+  } else {
+    EXPECT_EQ(got_nccl, 0) << "NCCL KV links are for single-GPU workers";
+    EXPECT_GT(got_grpc, 0);
+  }
+}
+
+// --kv_transport=grpc on single-GPU workers keeps the host-staged path, with the same text.
+TEST(GpuServerTransport, GrpcTransportOnGpusWhenAsked) {
+  if (std::string why = GpuUnavailable(1); !why.empty()) {
+    GTEST_SKIP() << "GPU server test skipped (" << why << ")";
+  }
+  CLAA_REQUIRE_SHARED(model_dir, "models/stories260K");
+  const std::vector<int32_t> prompt = {1};
+  ::claa::testing::Cluster nccl_cluster, grpc_cluster;
+  const bool two_gpus = GpuUnavailable(2).empty();
+  auto devices = [&](const std::string& role, int) -> std::vector<std::string> {
+    return {"--gpu_device=" + std::string(role == "decode" && two_gpus ? "1" : "0")};
+  };
+  ASSERT_TRUE(grpc_cluster.Start(model_dir.string(), {"--device=cuda", "--kv_transport=grpc"}, {},
+                                 devices));
+  Result got = Generate(grpc_cluster.router().stub(), Greedy(prompt, kTokens));
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  double over_grpc = 0;
+  for (int w = 0; w < 2; ++w) {
+    over_grpc += SumSamples(grpc_cluster.decode(w).FetchMetrics(), "claa_kv_transfer_bytes_total",
+                            "transport=\"grpc\"");
+  }
+  EXPECT_GT(over_grpc, 0);
+  // The same request with NCCL (where there are two GPUs) gives the same text.
+  if (two_gpus) {
+    ASSERT_TRUE(nccl_cluster.Start(model_dir.string(), {"--device=cuda", "--kv_transport=nccl"},
+                                   {}, devices));
+    Result again = Generate(nccl_cluster.router().stub(), Greedy(prompt, kTokens));
+    ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+    EXPECT_EQ(again.ids, got.ids) << "NCCL and gRPC handoffs should give the same greedy text";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Tp, GpuServerTest, ::testing::Values(1, 2),
