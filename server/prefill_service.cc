@@ -100,6 +100,23 @@ grpc::Status CheckLength(size_t prompt, size_t longest, int limit) {
   return grpc::Status::OK;
 }
 
+// Scores the candidates (Score's continuations, Classify's labels) after the prompt in one
+// prefill, once prompt + the longest of them fits.
+grpc::Status ScoreCandidates(attncache::PrefillEngine& engine, const std::vector<int32_t>& prompt,
+                             const std::vector<std::vector<int32_t>>& candidates, CacheMode mode,
+                             attncache::ScoreResult* result) {
+  size_t longest = 0;
+  for (const auto& c : candidates) longest = std::max(longest, c.size());
+  if (grpc::Status s = CheckLength(prompt.size(), longest, engine.max_sequence_tokens());
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<attncache::ScoreResult> scored = engine.Score(prompt, candidates, mode);
+  if (!scored.ok()) return ToGrpc(scored.status());
+  *result = *std::move(scored);
+  return grpc::Status::OK;
+}
+
 std::string OutcomeLabel(const v1::AttnCacheResult& r) {
   switch (r.outcome()) {
     case v1::AttnCacheResult::HIT:
@@ -181,7 +198,6 @@ grpc::Status PrefillService::Score(grpc::ServerContext* context, const v1::Score
     return Invalid("continuations", absl::StrCat("at most ", kMaxCandidates, " per request"));
   }
   std::vector<std::vector<int32_t>> conts(request->continuations_size());
-  size_t longest = 0;
   for (int i = 0; i < request->continuations_size(); ++i) {
     const v1::Continuation& c = request->continuations(i);
     const std::string field = absl::StrCat("continuations[", i, "]");
@@ -197,16 +213,11 @@ grpc::Status PrefillService::Score(grpc::ServerContext* context, const v1::Score
         s = Invalid(field, "set either text or token_ids");
     }
     if (!s.ok()) return s;
-    longest = std::max(longest, conts[i].size());
   }
-  if (grpc::Status s = CheckLength(prompt.size(), longest, engine_->max_sequence_tokens());
-      !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<attncache::ScoreResult> result = engine_->Score(prompt, conts, mode);
-  if (!result.ok()) return ToGrpc(result.status());
+  attncache::ScoreResult result;
+  if (grpc::Status s = ScoreCandidates(*engine_, prompt, conts, mode, &result); !s.ok()) return s;
   for (size_t i = 0; i < conts.size(); ++i) {
-    const attncache::ContinuationScore& cs = result->continuations[i];
+    const attncache::ContinuationScore& cs = result.continuations[i];
     v1::ContinuationScore* out = response->add_scores();
     out->set_logprob(cs.logprob);
     out->mutable_token_logprobs()->Add(cs.token_logprobs.begin(), cs.token_logprobs.end());
@@ -214,7 +225,7 @@ grpc::Status PrefillService::Score(grpc::ServerContext* context, const v1::Score
     FillCache({&cs.cache}, out->mutable_attn_cache());
   }
   response->set_prompt_tokens(uint32_t(prompt.size()));
-  FillCache(Sequences(*result), response->mutable_attn_cache());
+  FillCache(Sequences(result), response->mutable_attn_cache());
   response->set_seconds(SecondsSince(start));
   if (metrics_)
     metrics_->OnRequest("score", OutcomeLabel(response->attn_cache()), response->seconds());
@@ -248,7 +259,6 @@ grpc::Status PrefillService::Classify(grpc::ServerContext* context,
   }
   std::vector<std::vector<int32_t>> conts(count);
   std::vector<std::string> names(count);
-  size_t longest = 0;
   for (int i = 0; i < count; ++i) {
     const std::string field = absl::StrCat(list, "[", i, "]");
     grpc::Status s;
@@ -260,18 +270,13 @@ grpc::Status PrefillService::Classify(grpc::ServerContext* context,
       names[i] = absl::StrJoin(conts[i], " ");
     }
     if (!s.ok()) return s;
-    longest = std::max(longest, conts[i].size());
   }
-  if (grpc::Status s = CheckLength(prompt.size(), longest, engine_->max_sequence_tokens());
-      !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<attncache::ScoreResult> result = engine_->Score(prompt, conts, mode);
-  if (!result.ok()) return ToGrpc(result.status());
+  attncache::ScoreResult result;
+  if (grpc::Status s = ScoreCandidates(*engine_, prompt, conts, mode, &result); !s.ok()) return s;
 
   std::vector<double> scores(count);
   for (int i = 0; i < count; ++i) {
-    scores[i] = result->continuations[i].logprob;
+    scores[i] = result.continuations[i].logprob;
     if (request->normalization() == v1::ClassifyRequest::MEAN) scores[i] /= double(conts[i].size());
   }
   const int best = int(std::max_element(scores.begin(), scores.end()) - scores.begin());
@@ -286,7 +291,7 @@ grpc::Status PrefillService::Classify(grpc::ServerContext* context,
   response->set_index(best);
   response->set_label(names[best]);
   response->set_prompt_tokens(uint32_t(prompt.size()));
-  FillCache(Sequences(*result), response->mutable_attn_cache());
+  FillCache(Sequences(result), response->mutable_attn_cache());
   response->set_seconds(SecondsSince(start));
   if (metrics_) {
     metrics_->OnRequest("classify", OutcomeLabel(response->attn_cache()), response->seconds());
