@@ -4,9 +4,9 @@
 CLAA prunes prompt tokens by attention scores; judging that needs a model that answers
 long-context retrieval questions by attending to the right tokens. This script trains one on
 the RULER-style tasks of claa-ruler (the one source of the data: examples come from the
-binary, token ids included, so no Python tokenizer is involved) and writes a Hugging Face
-LlamaForCausalLM checkpoint (bf16 safetensors), its tokenizer.json, an evaluation on held-out
-examples and a log.
+binary, token ids included, in the tokens of --tokenizer, so no Python tokenizer is involved)
+and writes a Hugging Face LlamaForCausalLM checkpoint (bf16 safetensors), its tokenizer.json,
+an evaluation on held-out examples and a log.
 
 The model is written by hand with HF's weight names and maths (RMSNorm in fp32, rotate-half
 RoPE, GQA by repeating KV heads), so the checkpoint loads in transformers and in our engine;
@@ -18,18 +18,20 @@ at 128-256 tokens and widens to 2048, the loss weights answer tokens fully and t
 prompt lightly (the repeated-noise haystack still teaches copying), and batches hold one
 length each, right-padded, so that plain causal attention (flash) needs no mask.
 
-The committed checkpoint came from this, on one H100 (tests/models/claa-retrieval/README.md
-says how claa-ruler and its libraries were carried there):
+The committed checkpoint came from this, on one H100, after the subword tokenizer of
+tests/models/make_retrieval_tokenizer.py (tests/models/claa-retrieval/README.md has the whole
+call, and says how claa-ruler and its libraries were carried there):
   LD_LIBRARY_PATH=$PWD/.devcarry/ruler/lib python3 tests/models/train_retrieval.py \
-      --ruler .devcarry/ruler/claa-ruler --out $OUT --steps 12500 --warmup 300 \
-      --tokens_per_step 65536 --compile --deadline_s 495 \
-      --dev_suite .devcarry/ruler/dev_suite_ids.jsonl --hf_check
+      --ruler .devcarry/ruler/claa-ruler --tokenizer $OUT/tokenizer.json --out $OUT/model \
+      --steps 12500 --warmup 300 --tokens_per_step 65536 --compile --deadline_s 480 \
+      --dev_suite $OUT/dev_suite_ids.jsonl --hf_check
 """
 import argparse
 import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -41,7 +43,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-BOS, EOS, VOCAB = 510, 511, 512
+
+def _tokenizer_ids(path):
+    """BOS, EOS and vocabulary size of a tokenizer.json (special tokens named as the built-in
+    one's)."""
+    with open(path) as f:
+        tj = json.load(f)
+    special = {t["content"]: t["id"] for t in tj["added_tokens"]}
+    vocab = max(list(tj["model"]["vocab"].values()) + list(special.values())) + 1
+    return special["<|begin_of_text|>"], special["<|end_of_text|>"], vocab
+
+
+# --tokenizer travels to the spawned data workers through the environment (main re-executes
+# itself with it set, so these globals agree in every process). Without it: the built-in
+# byte-level tokenizer of claa-ruler (vocab 512).
+TOKENIZER = os.environ.get("CLAA_RETRIEVAL_TOKENIZER", "")
+BOS, EOS, VOCAB = _tokenizer_ids(TOKENIZER) if TOKENIZER else (510, 511, 512)
+RULER_TOKENIZER_ARGS = ["--tokenizer", TOKENIZER] if TOKENIZER else []
 ANSWER_ROOM = 64  # tokens after the prompt for the answer and EOS (longest: ~35)
 TASKS = ["niah_single", "niah_multikey", "niah_multivalue", "kv_retrieval", "variable_tracking"]
 # Training mix; the headline target is niah_single at 2k, and multikey teaches key matching.
@@ -271,7 +289,7 @@ def round_to_bf16_(model):
 
 def ruler_lines(ruler, task, target, num, seed, haystacks="noise,salad", extra=()):
     cmd = [ruler, "--tasks", task, "--haystacks", haystacks, "--lengths", str(target),
-           "--num", str(num), "--seed", str(seed), "--with_ids", *extra]
+           "--num", str(num), "--seed", str(seed), "--with_ids", *RULER_TOKENIZER_ARGS, *extra]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line]
 
@@ -475,6 +493,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ruler", required=True, help="path of the claa-ruler binary")
+    ap.add_argument("--tokenizer", default="",
+                    help="tokenizer.json of the model (tests/models/make_retrieval_tokenizer.py); "
+                         "empty: claa-ruler's built-in byte-level one")
     ap.add_argument("--out", required=True, help="output folder (checkpoint, logs)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--steps", type=int, default=3600)
@@ -504,6 +525,9 @@ def main():
     ap.add_argument("--profile_only", action="store_true",
                     help="time training steps per length (eager and compiled) and stop")
     args = ap.parse_args()
+    if args.tokenizer and os.path.abspath(args.tokenizer) != TOKENIZER:
+        os.environ["CLAA_RETRIEVAL_TOKENIZER"] = os.path.abspath(args.tokenizer)
+        os.execv(sys.executable, [sys.executable] + sys.argv)
 
     t_start = time.time()
     os.makedirs(args.out, exist_ok=True)
@@ -634,7 +658,10 @@ def main():
         json.dump(cfg.hf_json(), f, indent=2)
     save_safetensors_bf16(model, os.path.join(args.out, "model.safetensors"))
     tok_path = os.path.join(args.out, "tokenizer.json")
-    subprocess.run([args.ruler, "--write_tokenizer", tok_path], check=True)
+    if TOKENIZER:
+        shutil.copy(TOKENIZER, tok_path)
+    else:
+        subprocess.run([args.ruler, "--write_tokenizer", tok_path], check=True)
     log(f"saved checkpoint ({os.path.getsize(os.path.join(args.out, 'model.safetensors'))} bytes)",
         logf)
 
