@@ -84,7 +84,12 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const ModelLoadOptions& o
   // long-context model shortens the context rather than failing to start.
   model->max_context_length = static_cast<int>(std::min<int64_t>(
       model->config.max_position_embeddings, int64_t{model->num_kv_blocks} * options.block_size));
-  if (!options.load_weights) return model;
+  if (!options.load_weights) {
+    // A router holds no KV cache, so its own budget must not shorten the context: it serves the
+    // model's, and each worker refuses what its cache cannot hold.
+    model->max_context_length = model->config.max_position_embeddings;
+    return model;
+  }
   RunnerOptions runner_options;
   runner_options.num_kv_blocks = model->num_kv_blocks;
   runner_options.block_size = options.block_size;

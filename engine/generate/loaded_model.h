@@ -26,7 +26,8 @@ struct ModelLoadOptions {
   int64_t kv_cache_bytes = int64_t{512} << 20;
   int block_size = 16;
   // False: config and tokenizer only, no weights and no runner (the router of disaggregated
-  // serving tokenizes and validates but runs no model).
+  // serving tokenizes and validates but runs no model; its context is then the model's
+  // max_position_embeddings, not bounded by kv_cache_bytes).
   bool load_weights = true;
   // Where the model runs: "cpu"; "cuda" (the CUDA backend, libclaa_cuda_backend.so, loaded with
   // dlopen; an error if it or a GPU is missing); "auto" (cuda when both are there, else cpu).

@@ -1,6 +1,7 @@
 // The KV handoff between a prefill-only scheduler and a decode scheduler, in one process: what a
 // decode worker streams after importing a prefill worker's (pruned) cache equals what one
-// unified scheduler streams; leases free their blocks on fetch, release and expiry.
+// unified scheduler streams; leases free their blocks on fetch, release and expiry; a router's
+// context is the model's, whatever its own (unused) KV budget.
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -121,6 +122,19 @@ INSTANTIATE_TEST_SUITE_P(Methods, HandoffTest,
                          ::testing::Values(PruningMethod::kFull, PruningMethod::kClaa,
                                            PruningMethod::kGemFilter),
                          [](const auto& info) { return std::string(PruningMethodName(info.param)); });
+
+TEST(RouterModelTest, ContextIsTheModelsNotTheKvBudgets) {
+  ModelLoadOptions options;
+  options.kv_cache_bytes = int64_t{64} << 10;  // room for a few dozen tokens
+  auto worker = LoadModel(options);
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  EXPECT_LT((*worker)->max_context_length, (*worker)->config.max_position_embeddings)
+      << "a worker's context is bounded by its KV cache";
+  options.load_weights = false;  // the router
+  auto router = LoadModel(options);
+  ASSERT_TRUE(router.ok()) << router.status();
+  EXPECT_EQ((*router)->max_context_length, (*router)->config.max_position_embeddings);
+}
 
 TEST(KvLeaseTableTest, ReleaseAndExpiryFreeBlocksOnce) {
   BlockManager blocks(8, 4);
