@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "kernels/device_buffer.h"
 #include "kernels/maps_launch.h"
 #include "kernels/host_status.h"
 
@@ -69,27 +71,10 @@ absl::Status UnpackMapsBf16(const uint16_t* packed, int64_t packed_head_stride, 
 struct MapsGemm::Impl {
   cublasHandle_t handle = nullptr;
   // GQA: V expanded to one [n][head_dim] matrix per query head (so one batched GEMM covers
-  // every head with constant strides).
-  void* v_heads = nullptr;
-  size_t v_heads_bytes = 0;
+  // every head with constant strides); grows between uses only.
+  DeviceBuffer v_heads;
   ~Impl() {
-    if (v_heads != nullptr) cudaFree(v_heads);
     if (handle != nullptr) cublasDestroy(handle);
-  }
-  // Grows between uses only (cudaFree waits for the device, so queued work is never cut short).
-  absl::Status ReserveVHeads(size_t bytes) {
-    if (bytes <= v_heads_bytes) return absl::OkStatus();
-    if (v_heads != nullptr) cudaFree(v_heads);
-    v_heads = nullptr;
-    v_heads_bytes = 0;
-    if (cudaError_t err = cudaMalloc(&v_heads, bytes); err != cudaSuccess) {
-      cudaGetLastError();
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "MapsTimesV: cudaMalloc of %.1f MiB failed: %s", double(bytes) / (1 << 20),
-          cudaGetErrorString(err)));
-    }
-    v_heads_bytes = bytes;
-    return absl::OkStatus();
   }
 };
 
@@ -137,11 +122,11 @@ absl::Status MapsGemm::MapsTimesV(const Bf16* maps, const Bf16* v, int64_t v_str
         (reinterpret_cast<uintptr_t>(v) & 15) != 0) {
       return Invalid(kWhat, "GQA needs 16-byte aligned V rows (head_dim and stride % 8 == 0)");
     }
-    if (absl::Status s = impl_->ReserveVHeads(size_t(num_heads) * n * head_dim * sizeof(Bf16));
+    if (absl::Status s = impl_->v_heads.Reserve(size_t(num_heads) * n * head_dim * sizeof(Bf16));
         !s.ok()) {
-      return s;
+      return absl::Status(s.code(), absl::StrCat("MapsTimesV: ", s.message()));
     }
-    Bf16* expanded = static_cast<Bf16*>(impl_->v_heads);
+    Bf16* expanded = impl_->v_heads.get<Bf16>();
     if (absl::Status s = CudaStatus(internal::LaunchExpandKvHeads(v, v_stride, n, num_heads,
                                                                   group, head_dim, expanded,
                                                                   stream),
