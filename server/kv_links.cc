@@ -87,18 +87,14 @@ absl::StatusOr<uint64_t> KvLinkSenders::Send(const std::string& link_id, const S
     }
     entry = it->second;
   }
-  absl::Status sent = entry->link->Send(kv, deadline, cancelled);
+  absl::StatusOr<size_t> sent = entry->link->Send(kv, deadline, cancelled);
   if (!sent.ok() || entry->link->broken()) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = links_.find(link_id);
     if (it != links_.end() && it->second == entry) links_.erase(it);
   }
-  if (!sent.ok()) return sent;
-  uint64_t slots = 0;
-  for (int n : kv.layer_lengths) slots += uint64_t(n);
-  // bf16 K and V of every KV head (the link runs only at tp = 1: all heads are here).
-  const ModelConfig& c = model_->config();
-  return 2 * slots * uint64_t(c.num_kv_heads) * c.head_dim * 2;
+  if (!sent.ok()) return sent.status();
+  return uint64_t(*sent);
 }
 
 int KvLinkSenders::size() {

@@ -60,9 +60,10 @@ class GpuKvStage {
 class GpuKvLink {
  public:
   virtual ~GpuKvLink() = default;
-  // Sends kv's cache (kv.layer_lengths slots of every layer, bf16 K and V).
-  virtual absl::Status Send(const SequenceKv& kv, absl::Time deadline,
-                            const std::function<bool()>& cancelled) = 0;
+  // Sends kv's cache (kv.layer_lengths slots of every layer, bf16 K and V); returns the bytes
+  // sent.
+  virtual absl::StatusOr<size_t> Send(const SequenceKv& kv, absl::Time deadline,
+                                      const std::function<bool()>& cancelled) = 0;
   // Receives a cache of `layer_lengths` slots per layer into a new stage.
   virtual absl::StatusOr<std::unique_ptr<GpuKvStage>> Recv(
       absl::Span<const int> layer_lengths, absl::Time deadline,
@@ -174,8 +175,8 @@ struct GpuBackendAbi {
   // 2: tensor parallelism (tp_size, CreateTpModel, CreateRandomTpModel); 3: attention reuse
   // on the GPU (AttentionReuse's host_maps / capture_output, attention_map_bytes); 4: KV slot
   // reads and writes (disaggregated serving on GPUs); 5: NCCL KV links between processes
-  // (NewKvLinkId, OpenKvLink, WriteStagedKv).
-  int version = 5;
+  // (NewKvLinkId, OpenKvLink, WriteStagedKv); 6: GpuKvLink::Send returns the bytes sent.
+  int version = 6;
   size_t forward_item_size = sizeof(ForwardItem);
   size_t sequence_kv_size = sizeof(SequenceKv);
   size_t prefill_options_size = sizeof(PrefillOptions);

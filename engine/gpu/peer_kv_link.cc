@@ -121,8 +121,8 @@ absl::Status PeerKvLink::Await(absl::Time deadline, const std::function<bool()>&
   }
 }
 
-absl::Status PeerKvLink::Send(const SequenceKv& kv, absl::Time deadline,
-                              const std::function<bool()>& cancelled) {
+absl::StatusOr<size_t> PeerKvLink::Send(const SequenceKv& kv, absl::Time deadline,
+                                        const std::function<bool()>& cancelled) {
   std::lock_guard<std::mutex> lock(mu_);
   if (broken_) return absl::FailedPreconditionError("the KV link is broken");
   CLAA_CUDA_RETURN_IF_ERROR(cudaSetDevice(model_->device()));
@@ -137,7 +137,9 @@ absl::Status PeerKvLink::Send(const SequenceKv& kv, absl::Time deadline,
     Abort();
     return status;
   }
-  return Await(deadline, cancelled, /*on_stream=*/true, "sending the KV cache over NCCL");
+  CLAA_RETURN_IF_ERROR(
+      Await(deadline, cancelled, /*on_stream=*/true, "sending the KV cache over NCCL"));
+  return bytes;
 }
 
 absl::StatusOr<std::unique_ptr<GpuKvStage>> PeerKvLink::Recv(

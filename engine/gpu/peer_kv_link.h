@@ -49,8 +49,8 @@ class PeerKvLink final : public GpuKvLink {
       const std::function<bool()>& cancelled);
   ~PeerKvLink() override;  // aborts the communicator: the peer's next use of it fails
 
-  absl::Status Send(const SequenceKv& kv, absl::Time deadline,
-                    const std::function<bool()>& cancelled) override;
+  absl::StatusOr<size_t> Send(const SequenceKv& kv, absl::Time deadline,
+                              const std::function<bool()>& cancelled) override;
   absl::StatusOr<std::unique_ptr<GpuKvStage>> Recv(
       absl::Span<const int> layer_lengths, absl::Time deadline,
       const std::function<bool()>& cancelled) override;

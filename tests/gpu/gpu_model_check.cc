@@ -865,16 +865,17 @@ TEST(GpuKvLink, CompactCacheBetweenGpusAndBoundedWaits) {
   join.join();
   ASSERT_TRUE(sender.ok() && receiver.ok()) << sender.status() << " / " << receiver.status();
 
-  absl::Status sent = absl::UnknownError("not run");
+  absl::StatusOr<size_t> sent = absl::UnknownError("not run");
   std::thread send([&] { sent = (*sender)->Send(ka, deadline, nullptr); });
   auto stage = (*receiver)->Recv(ka.layer_lengths, deadline, nullptr);
   send.join();
-  ASSERT_TRUE(sent.ok()) << sent;
+  ASSERT_TRUE(sent.ok()) << sent.status();
   ASSERT_TRUE(stage.ok()) << stage.status();
   size_t slots = 0;
   for (int len : ka.layer_lengths) slots += len;
   EXPECT_EQ((*stage)->bytes(), 2 * slots * c.num_kv_heads * c.head_dim * 2)
       << "the link moves the compact cache's bf16 bytes";
+  EXPECT_EQ(*sent, (*stage)->bytes()) << "bytes sent = bytes received";
   ASSERT_TRUE(dst.WriteStagedKv(**stage, kb).ok());
   kb.layer_lengths = ka.layer_lengths;
   kb.num_positions = ka.num_positions;
@@ -910,7 +911,8 @@ TEST(GpuKvLink, CompactCacheBetweenGpusAndBoundedWaits) {
   EXPECT_LT(waited, 5.0);
   EXPECT_TRUE((*receiver)->broken());
   t0 = absl::Now();
-  absl::Status orphan = (*sender)->Send(ka, absl::Now() + absl::Milliseconds(500), nullptr);
+  absl::Status orphan =
+      (*sender)->Send(ka, absl::Now() + absl::Milliseconds(500), nullptr).status();
   const double orphan_s = absl::ToDoubleSeconds(absl::Now() - t0);
   EXPECT_LT(orphan_s, 6.0);
   std::printf("kv link: receive without a sender ended after %.3f s (%s); a send to the aborted "
@@ -939,7 +941,7 @@ TEST(GpuKvLink, CompactCacheBetweenGpusAndBoundedWaits) {
   std::thread resend([&] { sent = (*sender)->Send(ka, deadline, nullptr); });
   stage = (*receiver)->Recv(ka.layer_lengths, deadline, nullptr);
   resend.join();
-  EXPECT_TRUE(sent.ok() && stage.ok()) << sent << " / " << stage.status();
+  EXPECT_TRUE(sent.ok() && stage.ok()) << sent.status() << " / " << stage.status();
 }
 
 }  // namespace
