@@ -72,6 +72,25 @@ std::string GpuUnavailable(int gpus) {
   return "";
 }
 
+// The CPU server's greedy answer to `prompt`: the reference every GPU case is compared with.
+Result CpuGreedy(const std::string& model_dir, const std::vector<int32_t>& prompt) {
+  RunningServer cpu;
+  if (!cpu.Start({"--model=" + model_dir, "--device=cpu"})) {
+    Result failed;
+    failed.status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the CPU server did not start");
+    return failed;
+  }
+  return Generate(cpu.stub(), Greedy(prompt, kTokens));
+}
+
+// Disaggregated workers' GPUs: prefill workers on GPU 0, decode workers on GPU 1 when
+// `second_gpu`, else on GPU 0 too.
+::claa::testing::Cluster::PerWorkerArgs DecodeOnGpu1(bool second_gpu) {
+  return [second_gpu](const std::string& role, int) -> std::vector<std::string> {
+    return {"--gpu_device=" + std::string(role == "decode" && second_gpu ? "1" : "0")};
+  };
+}
+
 // Sum of the samples of metric `name` whose labels contain `label` (e.g. transport="nccl").
 double SumSamples(const std::string& text, const std::string& name, const std::string& label) {
   double sum = 0;
@@ -123,10 +142,7 @@ TEST_P(GpuServerTest, Stories260KGreedyMatchesCpuServer) {
   }
   CLAA_REQUIRE_SHARED(model_dir, "models/stories260K");
   const std::vector<int32_t> prompt = {1};
-
-  RunningServer cpu;
-  ASSERT_TRUE(cpu.Start({"--model=" + model_dir.string(), "--device=cpu"}));
-  Result want = Generate(cpu.stub(), Greedy(prompt, kTokens));
+  Result want = CpuGreedy(model_dir.string(), prompt);
   ASSERT_TRUE(want.status.ok()) << want.status.error_message();
 
   RunningServer gpu;
@@ -245,9 +261,10 @@ TEST_P(GpuServerTest, PrefillRpcsWithAttnCacheMatchCpuServer) {
 
 // Disaggregated serving on GPUs: a router, two prefill workers on GPU 0 and two decode workers
 // on GPU 1 (GPU 0 when there is one; with tp=2 every worker spans both), the KV caches handed
-// over host-staged (GpuModel::ReadKvSlots / WriteKvSlots). Greedy text as the CPU server's,
-// concurrent requests complete, a CLAA-pruned prefill hands over its compact cache, and every
-// worker's KV usage drains to zero afterwards.
+// over with NCCL between single-GPU workers on two GPUs, host-staged otherwise
+// (GpuModel::ReadKvSlots / WriteKvSlots). Greedy text as the CPU server's, concurrent requests
+// complete, a CLAA-pruned prefill hands over its compact cache, and every worker's KV usage
+// drains to zero afterwards.
 TEST_P(GpuServerTest, DisaggregatedWorkersOnGpus) {
   const int tp = GetParam();
   if (std::string why = GpuUnavailable(tp); !why.empty()) {
@@ -255,19 +272,13 @@ TEST_P(GpuServerTest, DisaggregatedWorkersOnGpus) {
   }
   CLAA_REQUIRE_SHARED(model_dir, "models/stories260K");
   const std::vector<int32_t> prompt = {1};
-  RunningServer cpu;
-  ASSERT_TRUE(cpu.Start({"--model=" + model_dir.string(), "--device=cpu"}));
-  Result want = Generate(cpu.stub(), Greedy(prompt, kTokens));
+  Result want = CpuGreedy(model_dir.string(), prompt);
   ASSERT_TRUE(want.status.ok()) << want.status.error_message();
 
   const bool two_gpus = GpuUnavailable(2).empty();
   ::claa::testing::Cluster cluster;
-  ASSERT_TRUE(cluster.Start(
-      model_dir.string(), {"--device=cuda", "--tp=" + std::to_string(tp)}, {},
-      [&](const std::string& role, int) -> std::vector<std::string> {
-        const bool second = role == "decode" && two_gpus && tp == 1;
-        return {"--gpu_device=" + std::string(second ? "1" : "0")};
-      }))
+  ASSERT_TRUE(cluster.Start(model_dir.string(), {"--device=cuda", "--tp=" + std::to_string(tp)},
+                            {}, DecodeOnGpu1(two_gpus && tp == 1)))
       << "the GPU cluster did not start (the workers' stderr says why)";
   Result got = Generate(cluster.router().stub(), Greedy(prompt, kTokens));
   ASSERT_TRUE(got.status.ok()) << got.status.error_message();
@@ -312,9 +323,7 @@ TEST(GpuServerTransport, GrpcTransportOnGpusWhenAsked) {
   const std::vector<int32_t> prompt = {1};
   ::claa::testing::Cluster nccl_cluster, grpc_cluster;
   const bool two_gpus = GpuUnavailable(2).empty();
-  auto devices = [&](const std::string& role, int) -> std::vector<std::string> {
-    return {"--gpu_device=" + std::string(role == "decode" && two_gpus ? "1" : "0")};
-  };
+  const auto devices = DecodeOnGpu1(two_gpus);
   ASSERT_TRUE(grpc_cluster.Start(model_dir.string(), {"--device=cuda", "--kv_transport=grpc"}, {},
                                  devices));
   Result got = Generate(grpc_cluster.router().stub(), Greedy(prompt, kTokens));
