@@ -14,7 +14,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -228,10 +227,7 @@ int Main() {
         {"hit_logits_rel_l2", cmp.rel_l2}, {"hit_same_top1", cmp.same_top1},
         {"maps_gb", maps_gb},         {"dense_gb", dense_gb}};
   }
-  const std::string dir = absl::GetFlag(FLAGS_out);
-  std::ofstream(dir + "/gpu_attncache.json") << out.dump(2) << "\n";
-  std::ofstream(dir + "/gpu_attncache.md") << md;
-  std::printf("\n%s", md.c_str());
+  WriteResults(absl::GetFlag(FLAGS_out), "gpu_attncache", out, md);
   return 0;
 }
 

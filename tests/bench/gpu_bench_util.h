@@ -2,16 +2,18 @@
 #define CLAA_TESTS_BENCH_GPU_BENCH_UTIL_H_
 
 // What the GPU benchmarks share: fail-fast status checks, the median, the Llama-3.1 8B and 70B
-// shapes.
+// shapes, writing the results.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "engine/gpu/cuda_util.h"
 #include "engine/model/config.h"
+#include "nlohmann/json.hpp"
 
 namespace claa::gpu {
 
@@ -24,6 +26,14 @@ namespace claa::gpu {
     }                                                                       \
   } while (0)
 #define BENCH_CUDA(expr) BENCH_CHECK(CudaCheck((expr), #expr))
+
+// Writes DIR/STEM.json and DIR/STEM.md and prints the Markdown table.
+inline void WriteResults(const std::string& dir, const std::string& stem,
+                         const nlohmann::json& json, const std::string& md) {
+  std::ofstream(dir + "/" + stem + ".json") << json.dump(2) << "\n";
+  std::ofstream(dir + "/" + stem + ".md") << md;
+  std::printf("\n%s", md.c_str());
+}
 
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -178,10 +177,7 @@ int Main() {
                             identical ? "yes" : "**no**");
     }
   }
-  const std::string dir = absl::GetFlag(FLAGS_out);
-  std::ofstream(dir + "/gpu_kv_transfer.json") << out.dump(2) << "\n";
-  std::ofstream(dir + "/gpu_kv_transfer.md") << md;
-  std::printf("\n%s", md.c_str());
+  WriteResults(absl::GetFlag(FLAGS_out), "gpu_kv_transfer", out, md);
   return all_identical ? 0 : 1;
 }
 

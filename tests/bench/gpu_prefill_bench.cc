@@ -406,12 +406,10 @@ int Main() {
   if (!hf.is_null() && hf.contains("versions")) {
     md += "\nHF baseline: " + hf["versions"].dump() + "\n";
   }
-  const std::string dir = absl::GetFlag(FLAGS_out);
-  const std::string stem = absl::StrCat("/gpu_prefill", shape == "70b" ? "_70b" : "",
-                                        tp > 1 ? absl::StrFormat("_tp%d", tp) : "");
-  std::ofstream(dir + stem + ".json") << out.dump(2) << "\n";
-  std::ofstream(dir + stem + ".md") << md;
-  std::printf("\n%s", md.c_str());
+  WriteResults(absl::GetFlag(FLAGS_out),
+               absl::StrCat("gpu_prefill", shape == "70b" ? "_70b" : "",
+                            tp > 1 ? absl::StrFormat("_tp%d", tp) : ""),
+               out, md);
   return 0;
 }
 
