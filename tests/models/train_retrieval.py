@@ -231,12 +231,17 @@ class Llama(nn.Module):
                     ("o_proj.weight", "down_proj.weight")) else std
                 nn.init.normal_(p, mean=0.0, std=s)
 
-    def forward(self, ids):
+    def forward(self, ids, with_hidden=False):
         cos, sin = rope_tables(self.cfg, ids.shape[1], ids.device)
         x = self.model.embed_tokens(ids)
+        hidden = []
         for layer in self.model.layers:
             x = layer(x, cos, sin)
-        return self.lm_head(self.model.norm(x))
+            hidden.append(x)
+        logits = self.lm_head(self.model.norm(x))
+        if with_hidden:  # every layer's output but the last, for the early-exit loss
+            return logits, torch.stack(hidden[:-1])
+        return logits
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -520,6 +525,13 @@ def main():
     ap.add_argument("--dev_suite", default="", help="JSONL made by claa-ruler to score too")
     ap.add_argument("--hf_check", action="store_true",
                     help="reload the checkpoint with transformers and compare")
+    ap.add_argument("--layers", type=int, default=8, help="decoder layers")
+    ap.add_argument("--hidden", type=int, default=256, help="hidden size")
+    ap.add_argument("--heads", type=int, default=8, help="attention heads (head dim = hidden / heads)")
+    ap.add_argument("--kv_heads", type=int, default=4, help="key/value heads (GQA)")
+    ap.add_argument("--ffn", type=int, default=768, help="MLP intermediate size")
+    ap.add_argument("--early_exit_weight", type=float, default=0.0,
+                    help="weight of the early-exit answer loss over the layers (0: off)")
     ap.add_argument("--init_from", default="",
                     help="model.safetensors to start from (continued training)")
     ap.add_argument("--profile_only", action="store_true",
@@ -549,7 +561,11 @@ def main():
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    cfg = Config()
+    if args.hidden % args.heads or args.heads % args.kv_heads:
+        sys.exit("--hidden must be a multiple of --heads, and --heads of --kv_heads")
+    cfg = Config(num_hidden_layers=args.layers, hidden_size=args.hidden,
+                 num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+                 head_dim=args.hidden // args.heads, intermediate_size=args.ffn)
     model = Llama(cfg).to(device)
     if args.init_from:
         load_safetensors_(model, args.init_from)
@@ -583,8 +599,10 @@ def main():
         role = role.to(device, non_blocking=True)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
+        early = args.early_exit_weight > 0
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
-            logits = train_forward(ids[:, :-1])
+            out = train_forward(ids[:, :-1], with_hidden=early)
+            logits, hidden = out if early else (out, None)
         ce = F.cross_entropy(logits.float().reshape(-1, VOCAB), ids[:, 1:].reshape(-1),
                              reduction="none").view(ids.shape[0], -1)
         r = role[:, 1:]
@@ -592,6 +610,8 @@ def main():
         ans = (ce * ans_mask).sum() / ans_mask.sum().clamp(min=1)
         prm = (ce * prm_mask).sum() / prm_mask.sum().clamp(min=1)
         loss = ans + args.prompt_loss_weight * prm
+        if early:
+            loss = loss + args.early_exit_weight * early_exit_loss(hidden, r == 2, ids[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -600,6 +620,28 @@ def main():
         with torch.no_grad():
             hit = ((logits.argmax(-1) == ids[:, 1:]).float() * ans_mask).sum() / ans_mask.sum()
         return ans, prm, gn, hit
+
+    # Early-exit loss (as LayerSkip, Elhoushi et al. 2024): every layer's output, through the
+    # final norm and lm_head, is also asked for the answer tokens, weighted up with depth
+    # ((l + 1) / sum). Why: trained on these tasks alone, a small model puts its one global
+    # retrieval hop in its last layer (nothing after it needs the retrieved value), while large
+    # LLMs retrieve in their middle layers, which is what every prefill-pruning method (CLAA,
+    # FastKV, GemFilter alike) relies on. The loss asks each layer to know the answer as early
+    # as it can; it names no layer and no pruning method.
+    n_early = cfg.num_hidden_layers - 1
+    early_w = torch.arange(1, n_early + 1, dtype=torch.float32, device=device)
+    early_w = early_w / early_w.sum()
+
+    def early_exit_loss(hidden, ans_pos, targets):
+        h = hidden[:, ans_pos]  # [layers - 1, answer tokens, hidden]
+        if h.shape[1] == 0:
+            return hidden.sum() * 0.0
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
+            lg = model.lm_head(model.model.norm(h))
+        t = targets[ans_pos].expand(h.shape[0], -1)
+        ce = F.cross_entropy(lg.float().reshape(-1, VOCAB), t.reshape(-1),
+                             reduction="none").view(h.shape[0], -1).mean(1)
+        return (ce * early_w).sum()
 
     if args.profile_only:
         for target in (192, 512, 1024, 2048):
