@@ -234,14 +234,13 @@ class Llama(nn.Module):
     def forward(self, ids, with_hidden=False):
         cos, sin = rope_tables(self.cfg, ids.shape[1], ids.device)
         x = self.model.embed_tokens(ids)
-        hidden = []
+        hidden = []  # every layer's output but the last, for the early-exit loss
         for layer in self.model.layers:
             x = layer(x, cos, sin)
-            hidden.append(x)
+            if with_hidden:
+                hidden.append(x)
         logits = self.lm_head(self.model.norm(x))
-        if with_hidden:  # every layer's output but the last, for the early-exit loss
-            return logits, torch.stack(hidden[:-1])
-        return logits
+        return (logits, torch.stack(hidden[:-1])) if with_hidden else logits
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -525,11 +524,15 @@ def main():
     ap.add_argument("--dev_suite", default="", help="JSONL made by claa-ruler to score too")
     ap.add_argument("--hf_check", action="store_true",
                     help="reload the checkpoint with transformers and compare")
-    ap.add_argument("--layers", type=int, default=8, help="decoder layers")
-    ap.add_argument("--hidden", type=int, default=256, help="hidden size")
-    ap.add_argument("--heads", type=int, default=8, help="attention heads (head dim = hidden / heads)")
-    ap.add_argument("--kv_heads", type=int, default=4, help="key/value heads (GQA)")
-    ap.add_argument("--ffn", type=int, default=768, help="MLP intermediate size")
+    shape = Config()  # the committed model's shape is the default
+    ap.add_argument("--layers", type=int, default=shape.num_hidden_layers, help="decoder layers")
+    ap.add_argument("--hidden", type=int, default=shape.hidden_size, help="hidden size")
+    ap.add_argument("--heads", type=int, default=shape.num_attention_heads,
+                    help="attention heads (head dim = hidden / heads)")
+    ap.add_argument("--kv_heads", type=int, default=shape.num_key_value_heads,
+                    help="key/value heads (GQA)")
+    ap.add_argument("--ffn", type=int, default=shape.intermediate_size,
+                    help="MLP intermediate size")
     ap.add_argument("--early_exit_weight", type=float, default=0.0,
                     help="weight of the early-exit answer loss over the layers (0: off)")
     ap.add_argument("--init_from", default="",
@@ -563,6 +566,8 @@ def main():
         torch.backends.cudnn.allow_tf32 = True
     if args.hidden % args.heads or args.heads % args.kv_heads:
         sys.exit("--hidden must be a multiple of --heads, and --heads of --kv_heads")
+    if args.early_exit_weight > 0 and args.layers < 2:
+        sys.exit("--early_exit_weight needs at least 2 layers")
     cfg = Config(num_hidden_layers=args.layers, hidden_size=args.hidden,
                  num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
                  head_dim=args.hidden // args.heads, intermediate_size=args.ffn)
