@@ -337,11 +337,14 @@ def make_job(ruler, target, job, counts, out_dir):
     return path
 
 
-def plan_steps(steps, tokens_per_step, seed):
+def plan_steps(steps, tokens_per_step, seed, curriculum="full"):
+    """(target length, batch size) of every step. curriculum "full" widens the contexts from
+    128 to 2048 (PHASES); "final" draws every step from the last phase's mix (for continued
+    training of a model that has been through the curriculum already)."""
     rng = random.Random(seed)
     plan = []
     for s in range(steps):
-        f = s / steps
+        f = s / steps if curriculum == "full" else 1.0
         targets = next(ts for end, ts in PHASES if f < end or end == 1.0)
         target = rng.choice(targets)
         plan.append((target, max(1, tokens_per_step // (target + ANSWER_ROOM))))
@@ -535,6 +538,17 @@ def main():
                     help="MLP intermediate size")
     ap.add_argument("--early_exit_weight", type=float, default=0.0,
                     help="weight of the early-exit answer loss over the layers (0: off)")
+    ap.add_argument("--mid_exit_weight", type=float, default=0.0,
+                    help="weight of the half-depth answer loss (a training-only head on the "
+                         "output of layer --mid_exit_layer; 0: off)")
+    ap.add_argument("--mid_bag_weight", type=float, default=0.0,
+                    help="weight of the half-depth answer-set loss: the half-depth head, read at "
+                         "the last prompt token, is asked for every answer token (0: off)")
+    ap.add_argument("--mid_exit_layer", type=int, default=-1,
+                    help="layer whose output the half-depth head reads (-1: layers / 2 - 1)")
+    ap.add_argument("--curriculum", choices=["full", "final"], default="full",
+                    help="full: contexts widen from 128 to 2048 tokens; final: only the last "
+                         "phase's mix of 512-2048 (continued training)")
     ap.add_argument("--init_from", default="",
                     help="model.safetensors to start from (continued training)")
     ap.add_argument("--profile_only", action="store_true",
@@ -556,7 +570,7 @@ def main():
 
     data_dir = os.path.join("/tmp", f"claa_retrieval_data_{os.getpid()}")
     os.makedirs(data_dir, exist_ok=True)
-    plan = plan_steps(args.steps, args.tokens_per_step, args.seed)
+    plan = plan_steps(args.steps, args.tokens_per_step, args.seed, args.curriculum)
     pipeline = DataPipeline(args.ruler, plan, args.workers, data_dir, args.job_size)
     log(f"plan: {len(plan)} steps, {sum(b for _, b in plan)} examples, "
         f"{sum(b * (t + ANSWER_ROOM) for t, b in plan) / 1e6:.1f}M tokens", logf)
@@ -566,8 +580,13 @@ def main():
         torch.backends.cudnn.allow_tf32 = True
     if args.hidden % args.heads or args.heads % args.kv_heads:
         sys.exit("--hidden must be a multiple of --heads, and --heads of --kv_heads")
-    if args.early_exit_weight > 0 and args.layers < 2:
-        sys.exit("--early_exit_weight needs at least 2 layers")
+    use_mid = args.mid_exit_weight > 0 or args.mid_bag_weight > 0
+    if (args.early_exit_weight > 0 or use_mid) and args.layers < 2:
+        sys.exit("--early_exit_weight and --mid_exit_weight need at least 2 layers")
+    if args.mid_exit_layer < 0:
+        args.mid_exit_layer = args.layers // 2 - 1
+    if args.mid_exit_layer >= args.layers - 1:
+        sys.exit("--mid_exit_layer must be below the last layer")
     cfg = Config(num_hidden_layers=args.layers, hidden_size=args.hidden,
                  num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
                  head_dim=args.hidden // args.heads, intermediate_size=args.ffn)
@@ -578,8 +597,26 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.3f}M parameters", logf)
 
-    decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "embed" not in n)]
+    # Half-depth exit head: an RMSNorm and a linear read-out of its own, trained next to the
+    # model and never saved (the checkpoint stays a plain Llama). Why: large LLMs have found
+    # the tokens a question needs by their middle layers, which is what prefill pruning at half
+    # depth (the paper's layer 15 of 32) relies on; a small model trained on these tasks alone
+    # retrieves as late as it can (docs/pruning-eval.md). Asking the half-depth output to name
+    # the answer too makes the first half retrieve; a separate head (unlike LayerSkip's shared
+    # one) leaves the residual stream free to keep its own format for the later layers.
+    mid_head = None
+    if use_mid:
+        mid_head = nn.Sequential(RMSNorm(cfg.hidden_size, cfg.rms_norm_eps),
+                                 nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)).to(device)
+        with torch.no_grad():  # start from the model's own read-out
+            mid_head[0].weight.copy_(model.model.norm.weight)
+            mid_head[1].weight.copy_(model.lm_head.weight)
+        log(f"half-depth exit after layer {args.mid_exit_layer}, weight {args.mid_exit_weight}, "
+            f"answer-set weight {args.mid_bag_weight}", logf)
+    trained = list(model.named_parameters()) + (
+        [("mid_head." + n, p) for n, p in mid_head.named_parameters()] if mid_head else [])
+    decay = [p for n, p in trained if p.dim() == 2 and "embed" not in n]
+    no_decay = [p for n, p in trained if not (p.dim() == 2 and "embed" not in n)]
     opt_kw = dict(lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
     try:
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -604,7 +641,7 @@ def main():
         role = role.to(device, non_blocking=True)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        early = args.early_exit_weight > 0
+        early = args.early_exit_weight > 0 or mid_head is not None
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
             out = train_forward(ids[:, :-1], with_hidden=early)
             logits, hidden = out if early else (out, None)
@@ -615,16 +652,23 @@ def main():
         ans = (ce * ans_mask).sum() / ans_mask.sum().clamp(min=1)
         prm = (ce * prm_mask).sum() / prm_mask.sum().clamp(min=1)
         loss = ans + args.prompt_loss_weight * prm
-        if early:
+        mid_hit = torch.zeros((), device=device)
+        if args.early_exit_weight > 0:
             loss = loss + args.early_exit_weight * early_exit_loss(hidden, r == 2, ids[:, 1:])
+        if mid_head is not None:
+            h_mid = hidden[args.mid_exit_layer]
+            mid_ce, mid_hit = mid_exit_loss(h_mid, r == 2, ids[:, 1:])
+            loss = loss + args.mid_exit_weight * mid_ce
+            if args.mid_bag_weight > 0:
+                loss = loss + args.mid_bag_weight * mid_bag_loss(h_mid, r == 2, ids[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        gn = torch.nn.utils.clip_grad_norm_([p for _, p in trained], 1.0)
         opt.step()
         # Token accuracy on answers: a cheap running view of retrieval being learned.
         with torch.no_grad():
             hit = ((logits.argmax(-1) == ids[:, 1:]).float() * ans_mask).sum() / ans_mask.sum()
-        return ans, prm, gn, hit
+        return ans, prm, gn, hit, mid_hit
 
     # Early-exit loss (as LayerSkip, Elhoushi et al. 2024): every layer's output, through the
     # final norm and lm_head, is also asked for the answer tokens, weighted up with depth
@@ -647,6 +691,33 @@ def main():
         ce = F.cross_entropy(lg.float().reshape(-1, VOCAB), t.reshape(-1),
                              reduction="none").view(h.shape[0], -1).mean(1)
         return (ce * early_w).sum()
+
+    def mid_exit_loss(h, ans_pos, targets):
+        """CE and token accuracy of the half-depth head on the answer tokens."""
+        h = h[ans_pos]
+        if h.shape[0] == 0:
+            return h.sum() * 0.0, torch.zeros((), device=device)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
+            lg = mid_head(h)
+        t = targets[ans_pos]
+        return F.cross_entropy(lg.float(), t), (lg.argmax(-1) == t).float().mean().detach()
+
+    def mid_bag_loss(h, ans_pos, targets):
+        """The answer as a set, asked of the half-depth head at the last prompt token: the mean
+        CE of each answer token (EOS aside) under that one distribution. Next-token training
+        only needs the first answer token there; a multi-token answer (an 8-digit hex value is
+        about 5 tokens) then gets its later tokens' attention only from the answer positions.
+        Asking for all of them makes the prompt's last position read the whole span, as a
+        large model's last prompt token does (it plans the answer)."""
+        has = ans_pos.any(1)
+        first = ans_pos.float().argmax(1)  # index of the last prompt token (target: answer 1)
+        rows = torch.arange(h.shape[0], device=h.device)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
+            z = mid_head(h[rows, first])
+        logp = F.log_softmax(z.float(), dim=-1).gather(1, targets)  # [batch, positions]
+        m = (ans_pos & (targets != EOS)).float()
+        per_row = -(logp * m).sum(1) / m.sum(1).clamp(min=1)
+        return (per_row * has.float()).sum() / has.float().sum().clamp(min=1)
 
     if args.profile_only:
         for target in (192, 512, 1024, 2048):
@@ -679,17 +750,19 @@ def main():
             log(f"deadline reached at step {step}: stopping training early", logf)
             break
         ids, role = pipeline.batch(target, b)
-        ans, prm, gn, hit = train_step(ids, role, step)
+        ans, prm, gn, hit, mid_hit = train_step(ids, role, step)
         tokens += ids.numel()
-        stats.append((ans, prm, hit))
+        stats.append((ans, prm, hit, mid_hit))
         if step % 100 == 0 or step == len(plan) - 1:
             a = torch.stack([s[0] for s in stats]).mean().item()
             p = torch.stack([s[1] for s in stats]).mean().item()
             h = torch.stack([s[2] for s in stats]).mean().item()
+            mh = torch.stack([s[3] for s in stats]).mean().item()
             stats = []
             el = time.time() - t_train
             log(f"step {step} target {target} b {b} lr {lr_at(step):.2e} ans_loss {a:.4f} "
-                f"prompt_loss {p:.4f} ans_tok_acc {h:.3f} gnorm {gn.item():.2f} "
+                f"prompt_loss {p:.4f} ans_tok_acc {h:.3f} "
+                f"{f'mid_acc {mh:.3f} ' if mid_head is not None else ''}gnorm {gn.item():.2f} "
                 f"tok/s {tokens / el / 1e3:.0f}k elapsed {el:.0f}s data_wait {pipeline.wait_s:.1f}s",
                 logf)
     steps_done = step + 1
