@@ -177,10 +177,10 @@ class Attention(nn.Module):
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         rep = self.h // self.kv  # query head i reads KV head i // rep, as HF's repeat_kv
-        k = k.repeat_interleave(rep, dim=1)
-        v = v.repeat_interleave(rep, dim=1)
-        o = causal_attention(q, k, v)
-        return self.o_proj(o.transpose(1, 2).reshape(b, t, self.h * self.d))
+        o = causal_attention(q, k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1))
+        # q and k after RoPE (k per KV head) go back too: the attention-distillation loss reads
+        # them.
+        return self.o_proj(o.transpose(1, 2).reshape(b, t, self.h * self.d)), q, k
 
 
 class MLP(nn.Module):
@@ -203,8 +203,9 @@ class Layer(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, cos, sin):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        a, q, k = self.self_attn(self.input_layernorm(x), cos, sin)
+        x = x + a
+        return x + self.mlp(self.post_attention_layernorm(x)), q, k
 
 
 class Inner(nn.Module):
@@ -231,16 +232,22 @@ class Llama(nn.Module):
                     ("o_proj.weight", "down_proj.weight")) else std
                 nn.init.normal_(p, mean=0.0, std=s)
 
-    def forward(self, ids, with_hidden=False):
+    def forward(self, ids, with_hidden=False, with_qk=False):
+        """logits, plus (if asked) every layer's output but the last (early-exit losses) and
+        every layer's post-RoPE queries and keys (attention distillation)."""
         cos, sin = rope_tables(self.cfg, ids.shape[1], ids.device)
         x = self.model.embed_tokens(ids)
-        hidden = []  # every layer's output but the last, for the early-exit loss
+        hidden, qk = [], []
         for layer in self.model.layers:
-            x = layer(x, cos, sin)
+            x, q, k = layer(x, cos, sin)
             if with_hidden:
                 hidden.append(x)
+            if with_qk:
+                qk.append((q, k))
         logits = self.lm_head(self.model.norm(x))
-        return (logits, torch.stack(hidden[:-1])) if with_hidden else logits
+        if not (with_hidden or with_qk):
+            return logits
+        return logits, (torch.stack(hidden[:-1]) if with_hidden else None), qk
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -337,16 +344,17 @@ def make_job(ruler, target, job, counts, out_dir):
     return path
 
 
-def plan_steps(steps, tokens_per_step, seed, curriculum="full"):
+def plan_steps(steps, tokens_per_step, seed, curriculum="full", targets=None):
     """(target length, batch size) of every step. curriculum "full" widens the contexts from
     128 to 2048 (PHASES); "final" draws every step from the last phase's mix (for continued
-    training of a model that has been through the curriculum already)."""
+    training of a model that has been through the curriculum already); a list of targets
+    overrides both (short continued trainings where no GPU is at hand)."""
     rng = random.Random(seed)
     plan = []
     for s in range(steps):
         f = s / steps if curriculum == "full" else 1.0
-        targets = next(ts for end, ts in PHASES if f < end or end == 1.0)
-        target = rng.choice(targets)
+        ts = targets or next(ts for end, ts in PHASES if f < end or end == 1.0)
+        target = rng.choice(ts)
         plan.append((target, max(1, tokens_per_step // (target + ANSWER_ROOM))))
     return plan
 
@@ -517,6 +525,7 @@ def main():
     ap.add_argument("--compile", action="store_true", help="torch.compile the training model")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                     help="bf16 autocast for training")
+    ap.add_argument("--log_every", type=int, default=100, help="steps between log lines")
     ap.add_argument("--deadline_s", type=float, default=1e9,
                     help="stop training this many seconds after start, whatever the plan")
     ap.add_argument("--eval_lengths", default="512,1024,2048")
@@ -546,9 +555,29 @@ def main():
                          "the last prompt token, is asked for every answer token (0: off)")
     ap.add_argument("--mid_exit_layer", type=int, default=-1,
                     help="layer whose output the half-depth head reads (-1: layers / 2 - 1)")
+    ap.add_argument("--attn_distill_weight", type=float, default=0.0,
+                    help="weight of the attention-distillation loss: one KV head of each "
+                         "--attn_distill_layers layer learns to look, from the prompt's last "
+                         "--attn_distill_window tokens, where the later layers read the answer "
+                         "from (0: off)")
+    ap.add_argument("--attn_distill_layers", default="",
+                    help="comma-separated layers for --attn_distill_weight (default: "
+                         "--mid_exit_layer's default, layers / 2 - 1)")
+    ap.add_argument("--attn_distill_window", type=int, default=8,
+                    help="prompt positions whose attention --attn_distill_weight trains "
+                         "(CLAA's and FastKV's query window)")
+    ap.add_argument("--attn_distill_margin", type=int, default=24,
+                    help="prompt tokens before the window that --attn_distill_weight leaves out "
+                         "(the question)")
     ap.add_argument("--curriculum", choices=["full", "final"], default="full",
                     help="full: contexts widen from 128 to 2048 tokens; final: only the last "
                          "phase's mix of 512-2048 (continued training)")
+    ap.add_argument("--targets", default="",
+                    help="comma-separated prompt lengths to draw every step from (overrides "
+                         "--curriculum)")
+    ap.add_argument("--task_weights", default="",
+                    help="task=weight,... overriding the training mix (TASK_WEIGHTS) for the named "
+                         "tasks")
     ap.add_argument("--init_from", default="",
                     help="model.safetensors to start from (continued training)")
     ap.add_argument("--profile_only", action="store_true",
@@ -568,9 +597,15 @@ def main():
     log(f"torch {torch.__version__} device {device} "
         f"{torch.cuda.get_device_name() if device == 'cuda' else ''} args {vars(args)}", logf)
 
+    for item in filter(None, args.task_weights.split(",")):
+        name, _, w = item.partition("=")
+        if name not in TASK_WEIGHTS or not w:
+            sys.exit(f"--task_weights: want task=weight with a task of {TASKS}, got {item!r}")
+        TASK_WEIGHTS[name] = float(w)  # read by task_counts in this process only
     data_dir = os.path.join("/tmp", f"claa_retrieval_data_{os.getpid()}")
     os.makedirs(data_dir, exist_ok=True)
-    plan = plan_steps(args.steps, args.tokens_per_step, args.seed, args.curriculum)
+    plan = plan_steps(args.steps, args.tokens_per_step, args.seed, args.curriculum,
+                      [int(x) for x in args.targets.split(",")] if args.targets else None)
     pipeline = DataPipeline(args.ruler, plan, args.workers, data_dir, args.job_size)
     log(f"plan: {len(plan)} steps, {sum(b for _, b in plan)} examples, "
         f"{sum(b * (t + ANSWER_ROOM) for t, b in plan) / 1e6:.1f}M tokens", logf)
@@ -642,9 +677,10 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         early = args.early_exit_weight > 0 or mid_head is not None
+        distill = args.attn_distill_weight > 0
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
-            out = train_forward(ids[:, :-1], with_hidden=early)
-            logits, hidden = out if early else (out, None)
+            out = train_forward(ids[:, :-1], with_hidden=early, with_qk=distill)
+            logits, hidden, qk = out if (early or distill) else (out, None, None)
         ce = F.cross_entropy(logits.float().reshape(-1, VOCAB), ids[:, 1:].reshape(-1),
                              reduction="none").view(ids.shape[0], -1)
         r = role[:, 1:]
@@ -661,6 +697,10 @@ def main():
             loss = loss + args.mid_exit_weight * mid_ce
             if args.mid_bag_weight > 0:
                 loss = loss + args.mid_bag_weight * mid_bag_loss(h_mid, r == 2, ids[:, 1:])
+        dist_kl = torch.zeros((), device=device)
+        if distill:
+            dist_kl = attn_distill_loss(qk, r == 2)
+            loss = loss + args.attn_distill_weight * dist_kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_([p for _, p in trained], 1.0)
@@ -668,7 +708,7 @@ def main():
         # Token accuracy on answers: a cheap running view of retrieval being learned.
         with torch.no_grad():
             hit = ((logits.argmax(-1) == ids[:, 1:]).float() * ans_mask).sum() / ans_mask.sum()
-        return ans, prm, gn, hit, mid_hit
+        return ans, prm, gn, hit, mid_hit, dist_kl.detach()
 
     # Early-exit loss (as LayerSkip, Elhoushi et al. 2024): every layer's output, through the
     # final norm and lm_head, is also asked for the answer tokens, weighted up with depth
@@ -719,6 +759,70 @@ def main():
         per_row = -(logp * m).sum(1) / m.sum(1).clamp(min=1)
         return (per_row * has.float()).sum() / has.float().sum().clamp(min=1)
 
+    distill_layers = ([int(x) for x in args.attn_distill_layers.split(",")]
+                      if args.attn_distill_layers else [cfg.num_hidden_layers // 2 - 1])
+    if any(not 0 <= x < cfg.num_hidden_layers - 1 for x in distill_layers):
+        sys.exit("--attn_distill_layers must name layers of the model below the last (the "
+                 "target is read from the layers after them)")
+    if args.attn_distill_weight > 0:
+        log(f"attention distillation into layers {distill_layers}, window "
+            f"{args.attn_distill_window}, weight {args.attn_distill_weight}", logf)
+
+    def attn_distill_loss(qk, ans_pos):
+        """Asks one KV head of each --attn_distill_layers layer to look, from the prompt's last
+        --attn_distill_window positions, where the answer will be read from. Target (no
+        gradient): the answer positions' attention summed over the heads of every layer after
+        the distilled ones (where this model reads the answer), mean over the answer's
+        positions. Student: that head group's window attention summed over its queries and query
+        heads, as the SnapKV-style score is made. Both are restricted to the far prefix (no BOS,
+        nothing in the last window + --attn_distill_margin prompt tokens: the question, which
+        every head reads locally anyway and which would otherwise be most of the target) and
+        renormalized there. Loss: the KL divergence of the student from the target for the KV
+        head that matches best (the minimum over KV heads), so one head per layer specializes
+        and the others keep their jobs.
+        Why: large LLMs' middle layers already attend where the answer is (the property every
+        prefill-pruning method relies on and the paper measures); a small model trained on these
+        tasks alone matches the key by half depth but reads the value only later."""
+        has = ans_pos.any(1)
+        if not bool(has.any()):
+            return qk[0][0].sum() * 0.0
+        q0, k0 = qk[0]
+        b, h, t, d = q0.shape
+        rep = h // k0.shape[1]
+        win = args.attn_distill_window
+        rows = torch.arange(b, device=q0.device)
+        first = ans_pos.float().argmax(1)  # the last prompt token (its target: answer token 1)
+        n_ans = int(ans_pos.sum(1).max())
+        qpos = (first[:, None] + torch.arange(n_ans, device=q0.device)).clamp(max=t - 1)
+        qmask = ans_pos.gather(1, qpos) & has[:, None]  # [b, n_ans]
+        keys = torch.arange(t, device=q0.device)
+        far = (keys[None] >= 1) & (keys[None] <= (first - win - args.attn_distill_margin)[:, None])
+        scale = 1.0 / math.sqrt(d)
+
+        def probs(q, k, pos):  # q [b, h, n, d] at positions pos [b, n]; k [b, kv, t, d]
+            s = (q.float() @ k.float().repeat_interleave(rep, dim=1).transpose(-1, -2)) * scale
+            s = s.masked_fill(keys[None, None, None] > pos[:, None, :, None], float("-inf"))
+            return torch.softmax(s, dim=-1)  # [b, h, n, t]
+
+        with torch.no_grad():
+            tgt = 0
+            for q, k in qk[max(distill_layers) + 1:]:
+                tgt = tgt + probs(q[rows[:, None], :, qpos].transpose(1, 2), k, qpos).sum(1)
+            tgt = (tgt * qmask[..., None]).sum(1) * far  # [b, t]
+            has = has & (tgt.sum(1) > 0)
+            tgt = tgt / tgt.sum(1, keepdim=True).clamp(min=1e-12)
+        wpos = (first - win + 1)[:, None] + torch.arange(win, device=q0.device)
+        wpos = wpos.clamp(min=0)
+        total = q0.new_zeros((), dtype=torch.float32)
+        for layer in distill_layers:
+            q, k = qk[layer]
+            p = probs(q[rows[:, None], :, wpos].transpose(1, 2), k, wpos).sum(2)  # [b, h, t]
+            p = p.view(b, -1, rep, t).sum(2) * far[:, None]  # [b, kv, t]
+            p = p / p.sum(-1, keepdim=True).clamp(min=1e-12)
+            kl = (tgt[:, None] * (torch.log(tgt[:, None] + 1e-9) - torch.log(p + 1e-9))).sum(-1)
+            total = total + (kl.min(1).values * has.float()).sum() / has.float().sum().clamp(min=1)
+        return total / len(distill_layers)
+
     if args.profile_only:
         for target in (192, 512, 1024, 2048):
             b = max(1, args.tokens_per_step // (target + ANSWER_ROOM))
@@ -750,19 +854,22 @@ def main():
             log(f"deadline reached at step {step}: stopping training early", logf)
             break
         ids, role = pipeline.batch(target, b)
-        ans, prm, gn, hit, mid_hit = train_step(ids, role, step)
+        ans, prm, gn, hit, mid_hit, dist_kl = train_step(ids, role, step)
         tokens += ids.numel()
-        stats.append((ans, prm, hit, mid_hit))
-        if step % 100 == 0 or step == len(plan) - 1:
+        stats.append((ans, prm, hit, mid_hit, dist_kl))
+        if step % args.log_every == 0 or step == len(plan) - 1:
             a = torch.stack([s[0] for s in stats]).mean().item()
             p = torch.stack([s[1] for s in stats]).mean().item()
             h = torch.stack([s[2] for s in stats]).mean().item()
             mh = torch.stack([s[3] for s in stats]).mean().item()
+            dc = torch.stack([s[4] for s in stats]).mean().item()
             stats = []
             el = time.time() - t_train
             log(f"step {step} target {target} b {b} lr {lr_at(step):.2e} ans_loss {a:.4f} "
                 f"prompt_loss {p:.4f} ans_tok_acc {h:.3f} "
-                f"{f'mid_acc {mh:.3f} ' if mid_head is not None else ''}gnorm {gn.item():.2f} "
+                f"{f'mid_acc {mh:.3f} ' if mid_head is not None else ''}"
+                f"{f'distill_kl {dc:.3f} ' if args.attn_distill_weight > 0 else ''}"
+                f"gnorm {gn.item():.2f} "
                 f"tok/s {tokens / el / 1e3:.0f}k elapsed {el:.0f}s data_wait {pipeline.wait_s:.1f}s",
                 logf)
     steps_done = step + 1
