@@ -233,8 +233,8 @@ class Llama(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=s)
 
     def forward(self, ids, with_hidden=False, with_qk=False):
-        """logits, plus (if asked) every layer's output but the last (early-exit losses) and
-        every layer's post-RoPE queries and keys (attention distillation)."""
+        """logits, plus (if asked) the list of every layer's output but the last (early-exit
+        losses) and every layer's post-RoPE queries and keys (attention distillation)."""
         cos, sin = rope_tables(self.cfg, ids.shape[1], ids.device)
         x = self.model.embed_tokens(ids)
         hidden, qk = [], []
@@ -247,7 +247,7 @@ class Llama(nn.Module):
         logits = self.lm_head(self.model.norm(x))
         if not (with_hidden or with_qk):
             return logits
-        return logits, (torch.stack(hidden[:-1]) if with_hidden else None), qk
+        return logits, hidden[:-1], qk
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -597,6 +597,20 @@ def main():
     log(f"torch {torch.__version__} device {device} "
         f"{torch.cuda.get_device_name() if device == 'cuda' else ''} args {vars(args)}", logf)
 
+    if args.hidden % args.heads or args.heads % args.kv_heads:
+        sys.exit("--hidden must be a multiple of --heads, and --heads of --kv_heads")
+    use_mid = args.mid_exit_weight > 0 or args.mid_bag_weight > 0
+    if (args.early_exit_weight > 0 or use_mid) and args.layers < 2:
+        sys.exit("--early_exit_weight and --mid_exit_weight need at least 2 layers")
+    if args.mid_exit_layer < 0:
+        args.mid_exit_layer = args.layers // 2 - 1
+    if args.mid_exit_layer >= args.layers - 1:
+        sys.exit("--mid_exit_layer must be below the last layer")
+    distill_layers = ([int(x) for x in args.attn_distill_layers.split(",")]
+                      if args.attn_distill_layers else [args.layers // 2 - 1])
+    if any(not 0 <= x < args.layers - 1 for x in distill_layers):
+        sys.exit("--attn_distill_layers must name layers of the model below the last (the "
+                 "target is read from the layers after them)")
     for item in filter(None, args.task_weights.split(",")):
         name, _, w = item.partition("=")
         if name not in TASK_WEIGHTS or not w:
@@ -613,15 +627,6 @@ def main():
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if args.hidden % args.heads or args.heads % args.kv_heads:
-        sys.exit("--hidden must be a multiple of --heads, and --heads of --kv_heads")
-    use_mid = args.mid_exit_weight > 0 or args.mid_bag_weight > 0
-    if (args.early_exit_weight > 0 or use_mid) and args.layers < 2:
-        sys.exit("--early_exit_weight and --mid_exit_weight need at least 2 layers")
-    if args.mid_exit_layer < 0:
-        args.mid_exit_layer = args.layers // 2 - 1
-    if args.mid_exit_layer >= args.layers - 1:
-        sys.exit("--mid_exit_layer must be below the last layer")
     cfg = Config(num_hidden_layers=args.layers, hidden_size=args.hidden,
                  num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
                  head_dim=args.hidden // args.heads, intermediate_size=args.ffn)
@@ -722,9 +727,9 @@ def main():
     early_w = early_w / early_w.sum()
 
     def early_exit_loss(hidden, ans_pos, targets):
-        h = hidden[:, ans_pos]  # [layers - 1, answer tokens, hidden]
+        h = torch.stack([x[ans_pos] for x in hidden])  # [layers - 1, answer tokens, hidden]
         if h.shape[1] == 0:
-            return hidden.sum() * 0.0
+            return h.sum() * 0.0
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
             lg = model.lm_head(model.model.norm(h))
         t = targets[ans_pos].expand(h.shape[0], -1)
@@ -759,11 +764,6 @@ def main():
         per_row = -(logp * m).sum(1) / m.sum(1).clamp(min=1)
         return (per_row * has.float()).sum() / has.float().sum().clamp(min=1)
 
-    distill_layers = ([int(x) for x in args.attn_distill_layers.split(",")]
-                      if args.attn_distill_layers else [cfg.num_hidden_layers // 2 - 1])
-    if any(not 0 <= x < cfg.num_hidden_layers - 1 for x in distill_layers):
-        sys.exit("--attn_distill_layers must name layers of the model below the last (the "
-                 "target is read from the layers after them)")
     if args.attn_distill_weight > 0:
         log(f"attention distillation into layers {distill_layers}, window "
             f"{args.attn_distill_window}, weight {args.attn_distill_weight}", logf)
@@ -858,11 +858,7 @@ def main():
         tokens += ids.numel()
         stats.append((ans, prm, hit, mid_hit, dist_kl))
         if step % args.log_every == 0 or step == len(plan) - 1:
-            a = torch.stack([s[0] for s in stats]).mean().item()
-            p = torch.stack([s[1] for s in stats]).mean().item()
-            h = torch.stack([s[2] for s in stats]).mean().item()
-            mh = torch.stack([s[3] for s in stats]).mean().item()
-            dc = torch.stack([s[4] for s in stats]).mean().item()
+            a, p, h, mh, dc = torch.stack([torch.stack(s) for s in stats]).mean(0).tolist()
             stats = []
             el = time.time() - t_train
             log(f"step {step} target {target} b {b} lr {lr_at(step):.2e} ans_loss {a:.4f} "
